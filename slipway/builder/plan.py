@@ -1,0 +1,36 @@
+"""What detection decides about a source tree, as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class BuildError(Exception):
+    """A build that cannot go on; ``message`` is shown to the pusher as it is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NothingToBuild(BuildError):
+    """No detector recognised the source tree."""
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How to turn one source tree into an image.
+
+    ``stack`` is "python" (a Dockerfile is rendered) or "dockerfile" (the app's
+    own Dockerfile is used as it is). ``processes`` maps Procfile process types
+    to shell commands; for a "dockerfile" plan without a Procfile it is empty
+    and the image's own CMD runs as ``web``.
+    """
+
+    stack: str
+    processes: dict[str, str] = field(default_factory=dict)
+    runtime_version: str | None = None
+    installer: str | None = None
+    dependency_files: tuple[str, ...] = ()
+    extra_packages: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()

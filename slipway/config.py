@@ -1,0 +1,126 @@
+"""Every Slipway setting, in one place.
+
+Settings come from ``SLIPWAY_*`` environment variables (``DATABASE_URL`` and
+``REDIS_URL`` keep their conventional names) and have defaults that work on one
+machine. ``get_settings()`` is the one way the rest of the code reads them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SLIPWAY_", extra="ignore")
+
+    home: Path = Field(default=Path("~/.slipway"), description="State directory")
+    domain: str = "localhost"
+    http_port: int = 80
+    https_port: int = 443
+    web_port: int = 5000
+    web_host: str = "0.0.0.0"
+    # The address the CLI, git remotes and hooks use to reach the web process.
+    public_url: str | None = None
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "SLIPWAY_DATABASE_URL")
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "SLIPWAY_REDIS_URL"),
+    )
+    secret_key: str | None = None
+
+    # Base images: "{version}" is replaced by the runtime version an app asks for.
+    python_image: str = "python:{version}-slim"
+    python_default_version: str = "3.12"
+    node_image: str = "node:{version}-slim"
+    postgres_image: str = "postgres:16"
+    redis_image: str = "redis:7"
+    # Where `slipway images bootstrap` puts the images it builds from Debian packages.
+    bootstrap_repository: str = "slipway"
+    debian_mirror: str = "http://deb.debian.org/debian"
+
+    # Builds
+    build_timeout: int = 900
+
+    # App containers
+    container_memory: str = "512m"
+    container_cpus: float = 1.0
+    container_pids: int = 256
+    health_timeout: float = 30.0
+    health_interval: float = 0.05
+    stop_timeout: int = 10
+    route_timeout: float = 10.0
+
+    # Router (nginx)
+    nginx_binary: str = "nginx"
+
+    # Processes started by `slipway up` / `slipway web`
+    web_workers: int = 2
+    web_threads: int = 16
+    worker_concurrency: int = 4
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'slipway.db'}"
+
+    @property
+    def api_url(self) -> str:
+        return (self.public_url or f"http://127.0.0.1:{self.web_port}").rstrip("/")
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.home / "repos"
+
+    @property
+    def builds_dir(self) -> Path:
+        return self.home / "builds"
+
+    @property
+    def router_dir(self) -> Path:
+        return self.home / "router"
+
+    def ensure_home(self) -> None:
+        for path in (self.home, self.repos_dir, self.builds_dir, self.router_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def resolved_secret_key(self) -> str:
+        """The secret key: from the environment, else generated once into SLIPWAY_HOME (0600)."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.home / "secret_key"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        self.home.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        return key
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests change the environment between apps)."""
+    get_settings.cache_clear()
