@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     bootstrap_repository: str = "slipway"
     debian_mirror: str = "http://deb.debian.org/debian"
 
+    # Extra labels on every container, network and image Slipway makes (JSON object).
+    labels: dict[str, str] = Field(default_factory=dict)
+
     # Builds
     build_timeout: int = 900
 
@@ -57,6 +60,8 @@ class Settings(BaseSettings):
     health_timeout: float = 30.0
     health_interval: float = 0.05
     stop_timeout: int = 10
+    # Old containers keep serving in-flight requests this long after the switch.
+    drain_seconds: float = 2.0
     route_timeout: float = 10.0
 
     # Router (nginx)

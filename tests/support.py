@@ -68,3 +68,52 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: drop to the postgres user when we are root."""
+    import os
+
+    if os.geteuid() != 0:
+        return argv
+    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", *argv]
+
+
+def start_postgres(workdir: Path) -> tuple[subprocess.Popen, str]:
+    """A private PostgreSQL server (initdb in ``workdir``) on a free port; returns (proc, url)."""
+    import os
+
+    bindir = POSTGRES_BIN if POSTGRES_BIN.exists() else None
+    initdb = str(bindir / "initdb") if bindir else shutil.which("initdb")
+    postgres = str(bindir / "postgres") if bindir else shutil.which("postgres")
+    if not initdb or not postgres:
+        raise RuntimeError("PostgreSQL is not installed (run ./install.sh --dev)")
+    data = workdir / "pgdata"
+    sockets = workdir / "sock"
+    sockets.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres", "postgres")
+        shutil.chown(sockets, "postgres", "postgres")
+    subprocess.run(
+        _as_postgres([initdb, "-D", str(data), "-U", "slipway", "--auth=trust", "-E", "UTF8",
+                      "--no-sync"]),
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        _as_postgres([postgres, "-D", str(data), "-p", str(port), "-k", str(sockets),
+                      "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    def answers() -> bool:
+        return subprocess.run(
+            [str(bindir / "pg_isready") if bindir else "pg_isready", "-h", "127.0.0.1",
+             "-p", str(port)], stdout=subprocess.DEVNULL,
+        ).returncode == 0
+
+    wait_for(answers, timeout=30, message="postgres")
+    return proc, f"postgresql+psycopg://slipway@127.0.0.1:{port}/postgres"

@@ -1,0 +1,48 @@
+"""Apps: create, find (only their owner's), list, destroy."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from slipway.config import Settings
+from slipway.platform import validation
+from slipway.platform.errors import Conflict, NotFound
+from slipway.platform.models import App, User
+
+
+def create_app(session: Session, owner: User, name: object) -> App:
+    """Create an app. Raises InvalidInput for a bad name, Conflict for a taken one."""
+    name = validation.app_name(name)
+    if session.scalar(select(App).where(App.name == name)):
+        raise Conflict(f"App name {name} is already taken", field="name")
+    app = App(name=name, owner=owner)
+    session.add(app)
+    session.flush()
+    return app
+
+
+def get_app(session: Session, user: User, name: str) -> App:
+    """The app ``name`` if ``user`` may see it; NotFound otherwise, also for others' apps."""
+    app = session.scalar(select(App).where(App.name == name))
+    if app is None or not (user.is_admin or app.owner_id == user.id):
+        raise NotFound(f"No app named {name}")
+    return app
+
+
+def list_apps(session: Session, user: User, *, limit: int, offset: int) -> tuple[list[App], int]:
+    query = select(App)
+    if not user.is_admin:
+        query = query.where(App.owner_id == user.id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    apps = session.scalars(query.order_by(App.name).limit(limit).offset(offset)).all()
+    return list(apps), total
+
+
+def app_url(settings: Settings, app: App) -> str:
+    port = "" if settings.http_port == 80 else f":{settings.http_port}"
+    return f"http://{app.name}.{settings.domain}{port}/"
+
+
+def git_url(settings: Settings, app: App) -> str:
+    return f"{settings.api_url}/git/{app.name}.git"

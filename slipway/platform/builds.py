@@ -1,0 +1,161 @@
+"""Builds: one per push, with its status and log."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from slipway.builder.build import build_image
+from slipway.builder.detect import detect
+from slipway.builder.images import resolve_base_image
+from slipway.builder.plan import BuildError
+from slipway.config import Settings
+from slipway.platform import runtime
+from slipway.platform.apps import app_url
+from slipway.platform.config_vars import get_config
+from slipway.platform.db import session_scope
+from slipway.platform.errors import NotFound, SlipwayError
+from slipway.platform.logstream import LogWriter, build_log_key
+from slipway.platform.models import App, Build, BuildStatus, utcnow
+from slipway.platform.releases import create_release
+
+logger = logging.getLogger(__name__)
+
+STACK_NAMES = {"python": "Python", "dockerfile": "Dockerfile", "node": "Node.js"}
+# The port an app listens on when its image says nothing else (PORT is set to it).
+DEFAULT_PORT = 5000
+
+
+def create_build(session: Session, app: App, *, commit: str, user_id: int | None) -> Build:
+    build = Build(app_id=app.id, commit=commit, user_id=user_id)
+    session.add(build)
+    session.flush()
+    return build
+
+
+def list_builds(session: Session, app: App, *, limit: int, offset: int) -> tuple[list[Build], int]:
+    query = select(Build).where(Build.app_id == app.id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Build.id.desc()).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def get_build(session: Session, app: App, build_id: int) -> Build:
+    build = session.get(Build, build_id)
+    if build is None or build.app_id != app.id:
+        raise NotFound(f"No build {build_id} for app {app.name}")
+    return build
+
+
+def source_archive(settings: Settings, build_id: int) -> Path:
+    return settings.builds_dir / f"{build_id}.tar"
+
+
+def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> list[str]:
+    """Build a pushed revision, record a release and deploy it.
+
+    Safe to run twice: a build that is no longer pending is left alone, and one
+    found ``building`` (its worker died) is marked failed. Returns the ids of the
+    containers the new release replaced, for the caller to retire.
+    """
+    from slipway.platform.deploy import deploy_release  # deploy imports routing, docker
+
+    log = LogWriter(redis_client, build_log_key(build_id))
+    with session_scope(settings.database) as session:
+        build = session.get(Build, build_id)
+        if build is None or build.status in (BuildStatus.SUCCEEDED, BuildStatus.FAILED):
+            return []
+        if build.status == BuildStatus.BUILDING:
+            build.status = BuildStatus.FAILED
+            build.error = "The worker stopped during this build; push again"
+            build.finished_at = utcnow()
+            log(build.error)
+            log.close(BuildStatus.FAILED)
+            return []
+        build.status = BuildStatus.BUILDING
+        session.commit()
+
+        app = build.app
+        timings: dict[str, float] = {}
+        old: list[str] = []
+        workdir = Path(tempfile.mkdtemp(prefix=f"slipway-build-{build_id}-"))
+        try:
+            started = time.monotonic()
+            with tarfile.open(source_archive(settings, build_id)) as archive:
+                archive.extractall(workdir, filter="data")
+            plan = detect(workdir)
+            client = runtime.docker_client()
+            log.step(f"{STACK_NAMES.get(plan.stack, plan.stack)} app detected")
+            for note in plan.notes:
+                log(f"       {note}")
+            base_image = None
+            if plan.stack == "python":
+                base_image, notes = resolve_base_image(
+                    client,
+                    settings.python_image,
+                    plan.runtime_version,
+                    settings.python_default_version,
+                    settings.bootstrap_repository,
+                    language="python",
+                )
+                for note in notes:
+                    log(f"       {note}")
+            log.step("Building image")
+            tag = f"slipway-app/{app.name}:build-{build.id}"
+            labels = {**settings.labels, runtime.LABEL_MANAGED: "1", runtime.LABEL_APP: app.name}
+            image_id = build_image(
+                client, workdir, plan, base_image=base_image or "", tag=tag, labels=labels,
+                log=log, timeout=settings.build_timeout,
+            )
+            timings["build"] = time.monotonic() - started
+            build.image = tag
+            build.stack = plan.stack
+
+            secret_key = settings.resolved_secret_key()
+            release = create_release(
+                session, secret_key, app,
+                image=image_id,
+                config=get_config(secret_key, app),
+                processes=plan.processes,
+                port=runtime.exposed_port(client, image_id) or DEFAULT_PORT,
+                description=f"Deploy {build.commit[:8]}",
+                build_id=build.id,
+                user_id=build.user_id,
+            )
+            session.commit()
+            log.step(f"Releasing v{release.version}")
+            old, deploy_timings = deploy_release(session, settings, redis_client, release, log)
+            timings.update(deploy_timings)
+            build.status = BuildStatus.SUCCEEDED
+            log.step(f"Deployed v{release.version} to {app_url(settings, app)}")
+        except BuildError as exc:
+            _failed(build, log, exc.message)
+        except SlipwayError as exc:
+            _failed(build, log, exc.message)
+        except Exception as exc:  # noqa: BLE001 - the pusher must hear the build ended
+            logger.exception("build %s failed", build_id)
+            _failed(build, log, f"Internal error during the build: {type(exc).__name__}")
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            source_archive(settings, build_id).unlink(missing_ok=True)
+            build.timings = {k: round(v, 3) for k, v in timings.items()}
+            build.finished_at = utcnow()
+            build.log = log.text
+            session.commit()
+            log.close(build.status)
+        return old
+
+
+def _failed(build: Build, log: LogWriter, message: str) -> None:
+    build.status = BuildStatus.FAILED
+    build.error = message
+    log(f" !     {message}".rstrip())
+    log(" !     Push rejected: the running release keeps serving")

@@ -1,0 +1,70 @@
+# Slipway's pre-receive hook (the shebang line is added when it is installed).
+# It sends the pushed revision of the deploy branch to Slipway as a tarball and
+# prints the build's log as it arrives; a failed build rejects the push.
+# Standard library only: it starts on every push.
+import http.client
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+
+DEPLOY_BRANCHES = ("refs/heads/main", "refs/heads/master")
+ZERO = "0" * 40
+STATUS_PREFIX = "\x1eslipway-status:"
+
+
+def say(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def deploy(rev, ref):
+    url = urllib.parse.urlsplit(os.environ["SLIPWAY_HOOK_URL"])
+    with tempfile.TemporaryFile() as archive:
+        subprocess.run(["git", "archive", "--format=tar", rev], stdout=archive, check=True)
+        size = archive.tell()
+        archive.seek(0)
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=3600)
+        query = urllib.parse.urlencode({"commit": rev, "ref": ref})
+        conn.request(
+            "POST",
+            f"{url.path}?{query}",
+            body=archive,
+            headers={
+                "Authorization": "Bearer " + os.environ["SLIPWAY_HOOK_TOKEN"],
+                "Content-Type": "application/x-tar",
+                "Content-Length": str(size),
+            },
+        )
+        response = conn.getresponse()
+        if response.status != 200:
+            say(" !     " + response.read().decode(errors="replace").strip())
+            return False
+        status = "failed"
+        for raw in response:
+            line = raw.decode(errors="replace").rstrip("\n")
+            if line.startswith(STATUS_PREFIX):
+                status = line[len(STATUS_PREFIX):]
+            else:
+                say(line)
+        return status == "succeeded"
+
+
+def main():
+    ok = True
+    for line in sys.stdin:
+        old, new, ref = line.split()
+        if ref not in DEPLOY_BRANCHES:
+            say(f"-----> {ref} received; only main or master is deployed")
+            continue
+        if new == ZERO:
+            say(" !     The deploy branch cannot be deleted")
+            ok = False
+            continue
+        ok = deploy(new, ref) and ok
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Changes that touch several nouns at once: config changes that release, app removal."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+
+from slipway.config import Settings
+from slipway.platform import config_vars, releases, repos, routing, runtime
+from slipway.platform.logstream import connect
+from slipway.platform.models import App, Release, User
+from slipway.router.errors import RouterError
+
+logger = logging.getLogger(__name__)
+
+
+def release_config_change(
+    session: Session, settings: Settings, app: App, changes: dict[str, str | None], user: User
+) -> tuple[dict[str, str], Release | None]:
+    """Apply validated config changes; a deployed app gets a new release and restarts.
+
+    Returns the new config and the release made (None when the app has never been
+    deployed: the next push picks the config up).
+    """
+    from slipway.platform import tasks  # tasks import the whole deploy path
+
+    secret_key = settings.resolved_secret_key()
+    config = config_vars.apply_changes(session, secret_key, app, changes)
+    current = app.current_release
+    release = None
+    if current is not None:
+        described = ", ".join(
+            f"{'Unset' if value is None else 'Set'} {key}" for key, value in changes.items()
+        )
+        release = releases.create_release(
+            session, secret_key, app,
+            image=current.image, config=config, processes=current.processes,
+            port=current.port, description=described[:255], user_id=user.id,
+        )
+    session.commit()
+    if release is not None:
+        tasks.deploy.delay(release.id)
+    return config, release
+
+
+def destroy_app(session: Session, settings: Settings, app: App) -> None:
+    """Remove an app: its containers, route, network, images, repository and rows."""
+    client = runtime.docker_client()
+    name = app.name
+    app.current_release_id = None  # the row points at a release that goes with it
+    session.commit()
+    session.delete(app)
+    session.commit()
+    for container in runtime.app_containers(client, name, all=True):
+        runtime.remove(client, container["Id"], stop_timeout=settings.stop_timeout)
+    try:
+        routing.sync_routes(session, client, connect(settings.redis_url), settings)
+    except RouterError as exc:
+        logger.warning("route removal for %s not confirmed: %s", name, exc.message)
+    for network in client.networks.list(names=[runtime.network_name(name)]):
+        network.remove()
+    for image in client.images.list(filters={"label": f"{runtime.LABEL_APP}={name}"}):
+        client.images.remove(image.id, force=True)
+    repos.delete_repo(settings.repos_dir, name)

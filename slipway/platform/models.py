@@ -1,0 +1,160 @@
+"""Platform state: SQLAlchemy models. Changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _status_enum(enum_type: type[enum.StrEnum]) -> Enum:
+    # Stored as the plain values ("pending"), checked by the database as well.
+    return Enum(enum_type, native_enum=False, length=16,
+                values_callable=lambda members: [m.value for m in members])
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: DateTime(timezone=True)}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all")
+
+
+class ApiToken(Base):
+    """An API token; only its SHA-256 is stored, the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class App(Base):
+    __tablename__ = "apps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(30), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The release that serves traffic; None until the first deploy succeeds.
+    current_release_id: Mapped[int | None] = mapped_column(
+        ForeignKey("releases.id", use_alter=True, name="fk_apps_current_release")
+    )
+
+    owner: Mapped[User] = relationship()
+    config_vars: Mapped[list[ConfigVar]] = relationship(
+        back_populates="app", cascade="all, delete-orphan"
+    )
+    current_release: Mapped[Release | None] = relationship(
+        foreign_keys=[current_release_id], post_update=True
+    )
+
+
+class ConfigVar(Base):
+    """One config var; the value is Fernet-encrypted."""
+
+    __tablename__ = "config_vars"
+    __table_args__ = (UniqueConstraint("app_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(256))
+    value_encrypted: Mapped[str] = mapped_column(Text)
+
+    app: Mapped[App] = relationship(back_populates="config_vars")
+
+
+class BuildStatus(enum.StrEnum):
+    PENDING = "pending"
+    BUILDING = "building"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Build(Base):
+    __tablename__ = "builds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    commit: Mapped[str] = mapped_column(String(64))
+    status: Mapped[BuildStatus] = mapped_column(
+        _status_enum(BuildStatus),
+        default=BuildStatus.PENDING,
+    )
+    stack: Mapped[str | None] = mapped_column(String(32))
+    image: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    log: Mapped[str] = mapped_column(Text, default="")
+    # Seconds each phase took, e.g. {"build": 1.2, "start": 0.4}.
+    timings: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+    app: Mapped[App] = relationship()
+
+
+class ReleaseStatus(enum.StrEnum):
+    PENDING = "pending"
+    DEPLOYING = "deploying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Release(Base):
+    """An immutable release: an image and a snapshot of the config, numbered v1, v2, ..."""
+
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("app_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    image: Mapped[str] = mapped_column(String(255))
+    # Encrypted JSON object of the config vars this release runs with.
+    config_encrypted: Mapped[str] = mapped_column(Text)
+    processes: Mapped[dict] = mapped_column(JSON, default=dict)
+    port: Mapped[int] = mapped_column(Integer, default=5000)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id", ondelete="SET NULL"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    status: Mapped[ReleaseStatus] = mapped_column(
+        _status_enum(ReleaseStatus),
+        default=ReleaseStatus.PENDING,
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    app: Mapped[App] = relationship(foreign_keys=[app_id])

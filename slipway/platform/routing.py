@@ -1,0 +1,59 @@
+"""The route table: computed from the database and Docker, published to the router."""
+
+from __future__ import annotations
+
+import docker
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from slipway.config import Settings
+from slipway.platform import runtime
+from slipway.platform.models import App
+from slipway.router.publish import publish_routes, wait_applied
+from slipway.router.routes import Route
+
+LOCK_KEY = "slipway:routes:lock"
+
+
+def current_routes(
+    session: Session, client: docker.DockerClient, settings: Settings
+) -> list[Route]:
+    """One route per deployed app, to the running web containers of its current release."""
+    releases = {
+        name: release_id
+        for name, release_id in session.execute(
+            select(App.name, App.current_release_id).where(App.current_release_id.is_not(None))
+        )
+    }
+    upstreams: dict[str, list[str]] = {name: [] for name in releases}
+    for container in runtime.app_containers(client, process="web"):
+        labels = container["Labels"]
+        name = labels.get(runtime.LABEL_APP)
+        if name not in releases or labels.get(runtime.LABEL_RELEASE) != str(releases[name]):
+            continue
+        for port in container.get("Ports") or []:
+            if port.get("PublicPort") and port.get("IP") in ("127.0.0.1", None):
+                upstreams[name].append(f"127.0.0.1:{port['PublicPort']}")
+    return [
+        Route(app=name, hosts=(f"{name}.{settings.domain}",), upstreams=tuple(sorted(addrs)))
+        for name, addrs in sorted(upstreams.items())
+        if addrs
+    ]
+
+
+def sync_routes(
+    session: Session, client: docker.DockerClient, redis_client: redis.Redis, settings: Settings,
+    *, wait: bool = True,
+) -> int:
+    """Publish the current route table and (by default) wait until the router serves it.
+
+    Raises RouterError when the router rejects the table or does not apply it in time.
+    """
+    # One publisher at a time, so a table computed earlier never overwrites a newer one.
+    with redis_client.lock(LOCK_KEY, timeout=30, blocking_timeout=30):
+        routes = current_routes(session, client, settings)
+        generation = publish_routes(redis_client, routes)
+    if wait:
+        wait_applied(redis_client, generation, timeout=settings.route_timeout)
+    return generation

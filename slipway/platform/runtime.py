@@ -1,0 +1,189 @@
+"""The container runtime: app containers on the Docker engine.
+
+``container_spec`` is pure (what to run); the rest are small adapters around
+the Docker SDK. Containers carry ``slipway.*`` labels: they are how the actual
+state is read back.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.client
+import time
+
+import docker
+from docker.errors import APIError, DockerException, NotFound
+
+from slipway.platform.errors import DeployFailed
+
+LABEL_MANAGED = "slipway.managed"
+LABEL_APP = "slipway.app"
+LABEL_RELEASE = "slipway.release"
+LABEL_PROCESS = "slipway.process"
+
+
+@functools.cache
+def docker_client() -> docker.DockerClient:
+    return docker.from_env(timeout=120)
+
+
+def network_name(app: str) -> str:
+    return f"slipway-app-{app}"
+
+
+def container_spec(
+    *,
+    app: str,
+    release_id: int,
+    version: int,
+    process: str,
+    image: str,
+    command: str | None,
+    env: dict[str, str],
+    port: int,
+    memory: str,
+    cpus: float,
+    pids: int,
+    labels: dict[str, str],
+    suffix: str,
+) -> dict:
+    """Keyword arguments for ``containers.run`` of one process of a release."""
+    return {
+        "image": image,
+        # Procfile commands are shell commands (they expand $PORT), as on Heroku.
+        "command": ["/bin/sh", "-c", command] if command else None,
+        "name": f"slipway-{app}-{process}-v{version}-{suffix}",
+        "environment": {**env, "PORT": str(port)},
+        "labels": {
+            **labels,
+            LABEL_MANAGED: "1",
+            LABEL_APP: app,
+            LABEL_RELEASE: str(release_id),
+            LABEL_PROCESS: process,
+        },
+        "ports": {f"{port}/tcp": ("127.0.0.1", None)} if process == "web" else {},
+        "network": network_name(app),
+        "detach": True,
+        "mem_limit": memory,
+        "nano_cpus": int(cpus * 1e9),
+        "pids_limit": pids,
+        "security_opt": ["no-new-privileges:true"],
+        "cap_drop": ["ALL"],
+        "restart_policy": {"Name": "unless-stopped"},
+        "init": True,
+        "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+    }
+
+
+def ensure_network(client: docker.DockerClient, app: str, labels: dict[str, str]) -> None:
+    name = network_name(app)
+    if not client.networks.list(names=[name]):
+        try:
+            client.networks.create(
+                name, driver="bridge", labels={**labels, LABEL_MANAGED: "1", LABEL_APP: app}
+            )
+        except APIError as exc:
+            if exc.status_code != 409:  # made by a concurrent deploy
+                raise
+
+
+def start(client: docker.DockerClient, spec: dict) -> tuple[str, int | None]:
+    """Start a container; returns (container id, host port or None). Raises DeployFailed."""
+    try:
+        container = client.containers.run(**spec)
+        container.reload()
+    except DockerException as exc:
+        raise DeployFailed(f"Could not start container: {explain(exc)}") from exc
+    host_port = None
+    for bindings in (container.attrs["NetworkSettings"]["Ports"] or {}).values():
+        for binding in bindings or []:
+            host_port = int(binding["HostPort"])
+    return container.id, host_port
+
+
+def wait_healthy(
+    client: docker.DockerClient, container_id: str, host_port: int, *, timeout: float,
+    interval: float,
+) -> float:
+    """Wait until the app answers HTTP on its port; returns seconds taken.
+
+    Raises DeployFailed with the container's last log lines when it exits or does
+    not answer within ``timeout``.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    checks = 0
+    while time.monotonic() < deadline:
+        if _answers_http(host_port):
+            return time.monotonic() - started
+        checks += 1
+        if checks % 10 == 0 and _status(client, container_id) not in ("running", "created"):
+            raise DeployFailed("The web process exited before answering HTTP:\n"
+                               + last_logs(client, container_id))
+        time.sleep(interval)
+    raise DeployFailed(
+        f"The web process did not answer HTTP on $PORT within {timeout:g} s:\n"
+        + last_logs(client, container_id)
+    )
+
+
+def _answers_http(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/", headers={"User-Agent": "slipway-healthcheck"})
+        conn.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def _status(client: docker.DockerClient, container_id: str) -> str:
+    try:
+        return client.api.inspect_container(container_id)["State"]["Status"]
+    except NotFound:
+        return "gone"
+
+
+def last_logs(client: docker.DockerClient, container_id: str, lines: int = 20) -> str:
+    try:
+        out = client.api.logs(container_id, tail=lines, stdout=True, stderr=True)
+    except DockerException:
+        return "(no logs)"
+    return out.decode(errors="replace").rstrip() or "(no output)"
+
+
+def app_containers(
+    client: docker.DockerClient, app: str | None = None, *, process: str | None = None,
+    all: bool = False,
+) -> list[dict]:
+    """Slipway's containers, as the Docker API lists them (labels, state, ports)."""
+    filters = [f"{LABEL_MANAGED}=1"]
+    if app:
+        filters.append(f"{LABEL_APP}={app}")
+    if process:
+        filters.append(f"{LABEL_PROCESS}={process}")
+    return client.api.containers(all=all, filters={"label": filters})
+
+
+def remove(client: docker.DockerClient, container_id: str, *, stop_timeout: int) -> None:
+    """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove a container."""
+    try:
+        client.api.stop(container_id, timeout=stop_timeout)
+        client.api.remove_container(container_id, v=True, force=True)
+    except NotFound:
+        pass
+
+
+def explain(exc: DockerException) -> str:
+    if isinstance(exc, APIError):
+        return str(exc.explanation or exc)
+    return str(exc)
+
+
+def exposed_port(client: docker.DockerClient, image: str) -> int | None:
+    """The port an image EXPOSEs, when it exposes exactly one TCP port."""
+    exposed = client.api.inspect_image(image)["Config"].get("ExposedPorts") or {}
+    ports = [int(key.split("/")[0]) for key in exposed if key.endswith("/tcp")]
+    return ports[0] if len(ports) == 1 else None

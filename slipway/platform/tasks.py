@@ -1,0 +1,63 @@
+"""Celery tasks. Each takes ids, reloads its rows and is safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+
+from slipway.config import get_settings
+from slipway.platform import builds, reconcile, runtime
+from slipway.platform.celery_app import celery
+from slipway.platform.db import session_scope
+from slipway.platform.deploy import deploy_release
+from slipway.platform.errors import DeployFailed
+from slipway.platform.logstream import connect
+from slipway.platform.models import Release, ReleaseStatus
+
+logger = logging.getLogger(__name__)
+
+
+@celery.task(name="slipway.build")
+def build(build_id: int) -> None:
+    settings = get_settings()
+    old = builds.run_build(settings, connect(settings.redis_url), build_id)
+    retire_later(old)
+
+
+@celery.task(name="slipway.deploy")
+def deploy(release_id: int) -> None:
+    """Deploy a release made without a build (a config change)."""
+    settings = get_settings()
+    with session_scope(settings.database) as session:
+        release = session.get(Release, release_id)
+        if release is None or release.status != ReleaseStatus.PENDING:
+            return
+        try:
+            old, _ = deploy_release(
+                session, settings, connect(settings.redis_url), release,
+                lambda line: logger.info("%s: %s", release.app.name, line),
+            )
+        except DeployFailed as exc:
+            logger.warning("release %s failed: %s", release_id, exc.message)
+            return
+    retire_later(old)
+
+
+@celery.task(name="slipway.retire_containers")
+def retire_containers(container_ids: list[str]) -> None:
+    settings = get_settings()
+    client = runtime.docker_client()
+    for container_id in container_ids:
+        runtime.remove(client, container_id, stop_timeout=settings.stop_timeout)
+
+
+@celery.task(name="slipway.reconcile")
+def reconcile_all() -> None:
+    reconcile.reconcile(get_settings())
+
+
+def retire_later(container_ids: list[str]) -> None:
+    """Stop replaced containers after the drain period, so in-flight requests finish."""
+    if container_ids:
+        retire_containers.apply_async(
+            args=[container_ids], countdown=get_settings().drain_seconds
+        )

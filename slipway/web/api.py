@@ -1,0 +1,171 @@
+"""The REST API, version 1: JSON in, JSON out, errors of one shape."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request, url_for
+
+from slipway.platform import apps as app_service
+from slipway.platform import builds as build_service
+from slipway.platform import config_vars
+from slipway.platform import releases as release_service
+from slipway.platform.errors import BadRequest
+from slipway.platform.lifecycle import destroy_app, release_config_change
+from slipway.platform.models import App, Build, Release
+from slipway.web.app import db_session, settings
+from slipway.web.auth import current_user, require_token
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_JSON_BYTES = 1024 * 1024
+
+
+def json_body() -> object:
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise BadRequest(f"Request body is larger than {MAX_JSON_BYTES} bytes")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise BadRequest("Request body must be JSON")
+    return data
+
+
+def page_args() -> tuple[int, int]:
+    def number(name: str, default: int, low: int, high: int) -> int:
+        raw = request.args.get(name, str(default))
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise BadRequest(f"{name} must be a whole number from {low} to {high}", field=name)
+        return int(raw)
+
+    return number("limit", 50, 1, 100), number("offset", 0, 0, 10**9)
+
+
+def page(items: list[dict], total: int, limit: int, offset: int):
+    return jsonify(items=items, total=total, limit=limit, offset=offset)
+
+
+def app_json(app: App) -> dict:
+    s = settings()
+    release = app.current_release
+    return {
+        "name": app.name,
+        "owner": app.owner.email,
+        "created_at": app.created_at.isoformat(),
+        "url": app_service.app_url(s, app),
+        "git_url": app_service.git_url(s, app),
+        "release": release.version if release else None,
+    }
+
+
+def release_json(release: Release, current_id: int | None) -> dict:
+    return {
+        "version": release.version,
+        "status": release.status.value,
+        "current": release.id == current_id,
+        "description": release.description,
+        "image": release.image,
+        "processes": release.processes,
+        "build": release.build_id,
+        "error": release.error,
+        "created_at": release.created_at.isoformat(),
+    }
+
+
+def build_json(build: Build, *, with_log: bool = False) -> dict:
+    data = {
+        "id": build.id,
+        "status": build.status.value,
+        "commit": build.commit,
+        "stack": build.stack,
+        "error": build.error,
+        "timings": build.timings,
+        "created_at": build.created_at.isoformat(),
+        "finished_at": build.finished_at.isoformat() if build.finished_at else None,
+    }
+    if with_log:
+        data["log"] = build.log
+    return data
+
+
+@bp.get("/apps")
+@require_token
+def list_apps():
+    limit, offset = page_args()
+    apps, total = app_service.list_apps(db_session(), current_user(), limit=limit, offset=offset)
+    return page([app_json(app) for app in apps], total, limit, offset)
+
+
+@bp.post("/apps")
+@require_token
+def create_app():
+    body = json_body()
+    if not isinstance(body, dict):
+        raise BadRequest("Send a JSON object with the app's name")
+    session = db_session()
+    app = app_service.create_app(session, current_user(), body.get("name"))
+    session.commit()
+    response = jsonify(app_json(app))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_app", name=app.name)
+    return response
+
+
+@bp.get("/apps/<name>")
+@require_token
+def get_app(name: str):
+    return jsonify(app_json(app_service.get_app(db_session(), current_user(), name)))
+
+
+@bp.delete("/apps/<name>")
+@require_token
+def delete_app(name: str):
+    session = db_session()
+    app = app_service.get_app(session, current_user(), name)
+    destroy_app(session, settings(), app)
+    return "", 204
+
+
+@bp.get("/apps/<name>/releases")
+@require_token
+def list_releases(name: str):
+    session = db_session()
+    app = app_service.get_app(session, current_user(), name)
+    limit, offset = page_args()
+    rows, total = release_service.list_releases(session, app, limit=limit, offset=offset)
+    return page([release_json(r, app.current_release_id) for r in rows], total, limit, offset)
+
+
+@bp.get("/apps/<name>/config")
+@require_token
+def get_config(name: str):
+    app = app_service.get_app(db_session(), current_user(), name)
+    return jsonify(config_vars.get_config(settings().resolved_secret_key(), app))
+
+
+@bp.patch("/apps/<name>/config")
+@require_token
+def patch_config(name: str):
+    session = db_session()
+    app = app_service.get_app(session, current_user(), name)
+    changes = config_vars.validate_changes(json_body())
+    config, release = release_config_change(session, settings(), app, changes, current_user())
+    response = jsonify(config)
+    if release is not None:
+        response.headers["Slipway-Release"] = f"v{release.version}"
+    return response
+
+
+@bp.get("/apps/<name>/builds")
+@require_token
+def list_builds(name: str):
+    session = db_session()
+    app = app_service.get_app(session, current_user(), name)
+    limit, offset = page_args()
+    rows, total = build_service.list_builds(session, app, limit=limit, offset=offset)
+    return page([build_json(b) for b in rows], total, limit, offset)
+
+
+@bp.get("/apps/<name>/builds/<int:build_id>")
+@require_token
+def get_build(name: str, build_id: int):
+    session = db_session()
+    app = app_service.get_app(session, current_user(), name)
+    return jsonify(build_json(build_service.get_build(session, app, build_id), with_log=True))

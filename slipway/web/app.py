@@ -1,0 +1,57 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask, g, jsonify
+from werkzeug.exceptions import HTTPException
+
+from slipway.config import Settings, get_settings
+from slipway.platform.db import sessions
+from slipway.platform.errors import SlipwayError
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    settings.ensure_home()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.resolved_secret_key(),
+        SLIPWAY=settings,
+        MAX_CONTENT_LENGTH=None,  # pushes can be large; JSON bodies are capped in the API
+    )
+
+    @app.teardown_appcontext
+    def _close_session(_exc: BaseException | None) -> None:
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+
+    @app.errorhandler(SlipwayError)
+    def _domain_error(exc: SlipwayError):
+        return jsonify(error=exc.to_dict()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return jsonify(error={"code": code, "message": exc.description}), exc.code
+
+    from slipway.web import api, git
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(git.bp)
+    return app
+
+
+def db_session():
+    """The request's database session (opened on first use, closed at teardown)."""
+    from flask import current_app
+
+    if "db" not in g:
+        g.db = sessions(current_app.config["SLIPWAY"].database)()
+    return g.db
+
+
+def settings() -> Settings:
+    from flask import current_app
+
+    return current_app.config["SLIPWAY"]
