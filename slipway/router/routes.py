@@ -10,6 +10,12 @@ ROUTES_KEY = "slipway:router:routes"
 ROUTES_CHANNEL = "slipway:router:routes"
 APPLIED_KEY = "slipway:router:applied"
 APPLIED_CHANNEL = "slipway:router:applied"
+# The counter publishers take generations from.
+GENERATION_KEY = "slipway:router:generation"
+# The router's last failure, as JSON {"generation", "code", "message", ...}; the
+# same JSON is published on ERROR_CHANNEL.
+ERROR_KEY = "slipway:router:error"
+ERROR_CHANNEL = "slipway:router:error"
 
 
 @dataclass(frozen=True)

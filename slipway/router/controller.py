@@ -1,0 +1,527 @@
+"""The adapter around a real nginx process: start, check, swap, reload, stop.
+
+nginx runs as a daemon (its default): the master detaches from the controller,
+so a crashed or restarted controller leaves the edge serving, and whoever
+creates an :class:`Nginx` for the same state directory next finds it through the
+pid file, adopts it on ``start()`` and can ``stop()`` it. Every nginx command
+gets ``-p <state_dir>/ -c <conf> -e <error log>``; nginx opens its compiled-in
+error log before reading the config unless told otherwise.
+
+Every change goes the same way: render, write beside the live config, check
+with ``nginx -t``, ``os.replace`` into place, SIGHUP the master, then poll the
+default server's generation endpoint until the new workers answer with the new
+generation. A failed check leaves the live config and the running nginx alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import ipaddress
+import logging
+import os
+import pwd
+import signal
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from slipway.router.errors import ConfigRejectedError, NginxError
+from slipway.router.nginx import (
+    GENERATION_PATH,
+    PROBE_HOST,
+    StatePaths,
+    render_nginx,
+    validate_listen_address,
+    validate_port,
+)
+from slipway.router.routes import RouteTable
+
+log = logging.getLogger("slipway.router")
+
+# nginx runs its workers as this user when the master is root and the config
+# has no `user` directive (the compiled-in default).
+_NGINX_DEFAULT_USER = "nobody"
+_COMMAND_TIMEOUT = 30.0
+_POLL_INTERVAL = 0.005
+
+
+class Nginx:
+    """One nginx instance serving a route table from ``state_dir``.
+
+    ``state_dir`` holds nginx.conf, nginx.pid, logs/ and temp/. ``worker_user``
+    is the user nginx runs its workers as when started by root (nginx's default,
+    ``nobody``, when None); it must be able to reach ``state_dir/temp``, where
+    request bodies larger than 16 KiB are buffered.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        http_port: int,
+        binary: str = "nginx",
+        listen_address: str = "0.0.0.0",
+        *,
+        worker_user: str | None = None,
+        reload_timeout: float = 10.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self.paths = StatePaths(Path(state_dir).absolute())
+        self.http_port = validate_port(http_port)
+        self.binary = binary
+        self.listen_address = validate_listen_address(listen_address)
+        self.worker_user = worker_user
+        self.reload_timeout = reload_timeout
+        self.stop_timeout = stop_timeout
+        # Seconds spent in each step of the last start()/apply(): render, check,
+        # reload (swap + SIGHUP + until only the new generation answers), total.
+        self.last_timings: dict[str, float] = {}
+        self._lock = threading.RLock()
+        self._warned_unreachable = False
+
+    # --- the public operations ---------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        return self.paths.root
+
+    def render(self, table: RouteTable) -> str:
+        """The config for ``table`` (raises InvalidRouteError). Tests override this."""
+        return render_nginx(
+            table, http_port=self.http_port, state_dir=self.paths.root,
+            listen_address=self.listen_address,
+            # `user` only means something to a root master; others warn about it.
+            worker_user=self.worker_user if os.geteuid() == 0 else None,
+        )
+
+    def start(self, table: RouteTable) -> None:
+        """Serve ``table``: start nginx, or adopt the one already running from this state dir.
+
+        Returns once nginx answers the generation probe with ``table.generation``.
+        Raises InvalidRouteError or ConfigRejectedError (nothing started, an
+        adopted nginx keeps its config) or NginxError (nginx would not start,
+        e.g. the port is taken; nothing is left running).
+        """
+        with self._lock:
+            if self.running():
+                log.info("nginx already running from %s (pid %s); adopting it",
+                         self.paths.root, self.pid())
+                self.apply(table)
+                return
+            started = time.monotonic()
+            text = self.render(table)
+            rendered = time.monotonic()
+            self._prepare_dirs()
+            candidate = self._check(text)
+            checked = time.monotonic()
+            self._swap_in(candidate)
+            with contextlib.suppress(FileNotFoundError):
+                self.paths.pid.unlink()  # stale: don't mistake it for the new master's
+            self._launch()
+            try:
+                self._wait_for_generation(table.generation, self.reload_timeout)
+            except NginxError:
+                self.stop()
+                raise
+            done = time.monotonic()
+            self.last_timings = {"render": rendered - started, "check": checked - rendered,
+                                 "reload": done - checked, "total": done - started}
+            log.info("nginx started (pid %s) serving generation %d on %s:%d",
+                     self.pid(), table.generation, self.listen_address, self.http_port)
+
+    def apply(self, table: RouteTable) -> float:
+        """Switch the running nginx to ``table``; return the seconds it took.
+
+        Renders, writes the config beside the live one and checks it with
+        ``nginx -t``; only then swaps it in atomically and reloads, and returns
+        once a fresh connection is answered with ``table.generation`` and the
+        workers of the previous config no longer accept connections.
+
+        Raises InvalidRouteError (a bad value; nothing written) or
+        ConfigRejectedError (nginx -t failed; the candidate is deleted, the live
+        config and nginx untouched), or NginxError: nginx is not running, or
+        did not serve the new generation within ``reload_timeout`` (the previous
+        config file is put back, so disk matches what nginx still serves).
+        """
+        with self._lock:
+            started = time.monotonic()
+            text = self.render(table)
+            rendered = time.monotonic()
+            pid = self.pid()
+            if pid is None or not self._is_master(pid):
+                raise NginxError(f"nginx is not running from {self.paths.root}; start it first",
+                                 generation=table.generation)
+            self._prepare_dirs()
+            candidate = self._check(text)
+            checked = time.monotonic()
+            try:
+                previous: bytes | None = self.paths.conf.read_bytes()
+            except FileNotFoundError:
+                previous = None
+            self._swap_in(candidate)
+            retiring = [w for w in _children(pid) if not _shutting_down(w)]
+            try:
+                os.kill(pid, signal.SIGHUP)
+                self._wait_for_generation(table.generation, self.reload_timeout)
+            except (NginxError, OSError) as exc:
+                if previous is not None:
+                    self._write_atomically(self.paths.conf, previous)
+                if isinstance(exc, NginxError):
+                    raise
+                raise NginxError(f"could not signal nginx (pid {pid}) to reload: {exc}",
+                                 generation=table.generation) from exc
+            # For ~100 ms after a reload old and new workers both accept (the master
+            # sleeps before telling the old ones to quit), so the new generation
+            # answering is not enough. Wait the old ones out too: once apply()
+            # returns, no new request reaches an upstream the old table named.
+            if not _wait_retired(retiring, self.reload_timeout):
+                log.warning("old nginx workers %s still accept connections %g s after reload",
+                            retiring, self.reload_timeout)
+            done = time.monotonic()
+            self.last_timings = {"render": rendered - started, "check": checked - rendered,
+                                 "reload": done - checked, "total": done - started}
+            return done - started
+
+    def running(self) -> bool:
+        """True if the nginx master named in this state dir's pid file is alive."""
+        pid = self.pid()
+        return pid is not None and self._is_master(pid)
+
+    def pid(self) -> int | None:
+        """The pid in the pid file, or None if there is none (it may be stale)."""
+        try:
+            text = self.paths.pid.read_text().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return int(text) if text.isdigit() else None
+
+    def served_generation(self) -> int | None:
+        """The generation nginx answers the probe with right now, or None if it doesn't."""
+        try:
+            text = self._probe(timeout=1.0)
+        except (OSError, http.client.HTTPException):
+            return None
+        return int(text) if text is not None and text.isdigit() else None
+
+    def stop(self) -> None:
+        """Stop the nginx master named in the pid file, and its workers.
+
+        Asks for a graceful stop (SIGQUIT: finish in-flight requests), then after
+        ``stop_timeout`` a fast one (SIGTERM), then kills master and workers.
+        Returns when they are gone; a missing or stale pid file is not an error.
+        Raises NginxError only if the processes survive SIGKILL.
+        """
+        with self._lock:
+            pid = self.pid()
+            if pid is None or not self._is_master(pid):
+                with contextlib.suppress(FileNotFoundError):
+                    self.paths.pid.unlink()
+                return
+            workers = _children(pid)
+            for sig, wait in ((signal.SIGQUIT, self.stop_timeout), (signal.SIGTERM, 5.0)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+                if _wait_gone([pid], wait):
+                    break
+            else:
+                log.warning("nginx (pid %d) ignored SIGQUIT and SIGTERM; killing it", pid)
+                workers = sorted(set(workers) | set(_children(pid)))
+                for victim in [pid, *workers]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(victim, signal.SIGKILL)
+            # A SIGKILLed master leaves its workers (still holding the port) behind.
+            leftovers = [w for w in workers if _alive(w)]
+            for worker in leftovers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker, signal.SIGKILL)
+            if not _wait_gone([pid, *leftovers], 5.0):
+                raise NginxError(f"nginx (pid {pid}) did not exit after SIGKILL")
+            with contextlib.suppress(FileNotFoundError):
+                self.paths.pid.unlink()
+            log.info("nginx (pid %d) stopped", pid)
+
+    def command(self, *extra: str, conf: Path | None = None) -> list[str]:
+        """The nginx command line for this state dir, plus ``extra`` arguments."""
+        return [
+            self.binary, "-p", f"{self.paths.root}/", "-c", str(conf or self.paths.conf),
+            "-e", str(self.paths.error_log), *extra,
+        ]
+
+    # --- steps -------------------------------------------------------------
+
+    def _prepare_dirs(self) -> None:
+        # nginx creates each *_temp_path itself but not their parent.
+        try:
+            self.paths.logs.mkdir(parents=True, exist_ok=True)
+            self.paths.temp.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NginxError(f"could not create nginx's directories in {self.paths.root}: "
+                             f"{exc}") from exc
+        if os.geteuid() == 0:
+            self._let_workers_in()
+
+    def _let_workers_in(self) -> None:
+        """Make temp/ reachable by the worker user, or say loudly that it is not.
+
+        Workers open the temp files themselves (as ``worker_user``); when they
+        cannot reach temp/, every request body over 16 KiB fails with a 500.
+        """
+        user = self.worker_user or _NGINX_DEFAULT_USER
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            return  # nginx itself will refuse the config and say why
+        for path in (self.paths.root, self.paths.temp):
+            mode = path.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                path.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)  # traverse, not list
+        blocked = [
+            parent for parent in self.paths.root.parents
+            if not _can_traverse(parent, entry.pw_uid, entry.pw_gid)
+        ]
+        if blocked and not self._warned_unreachable:
+            self._warned_unreachable = True
+            log.warning(
+                "nginx workers run as %r and cannot reach %s because %s is not searchable "
+                "by them; request bodies over 16 KiB will fail. Put the router's state "
+                "directory under a path they can traverse (e.g. /var/lib/slipway).",
+                user, self.paths.temp, blocked[-1],
+            )
+
+    def _check(self, text: str) -> Path:
+        """Write ``text`` beside the live config and ``nginx -t`` it; return the file.
+
+        Raises ConfigRejectedError (after deleting the file) if nginx rejects it.
+        """
+        try:
+            fd, name = tempfile.mkstemp(prefix=".nginx.conf.", suffix=".tmp",
+                                        dir=self.paths.root)
+        except OSError as exc:
+            raise NginxError(f"could not write a config file in {self.paths.root}: {exc}") \
+                from exc
+        candidate = Path(name)
+        try:
+            try:
+                with os.fdopen(fd, "w", encoding="ascii") as handle:
+                    handle.write(text)
+                os.chmod(candidate, 0o644)
+            except OSError as exc:
+                raise NginxError(f"could not write {candidate}: {exc}") from exc
+            result = self._run(self.command("-t", "-q", conf=candidate))
+            if result.returncode != 0:
+                detail = result.stderr.strip()
+                raise ConfigRejectedError(
+                    f"nginx rejected the configuration: {_first_error(detail)}", detail=detail,
+                )
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                candidate.unlink()
+            raise
+        return candidate
+
+    def _swap_in(self, candidate: Path) -> None:
+        try:
+            os.replace(candidate, self.paths.conf)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+            raise NginxError(f"could not move the new config into place: {exc}") from exc
+
+    def _launch(self) -> None:
+        # stderr goes to a file, not a pipe: the daemonised master inherits it
+        # for a moment and a pipe would keep us waiting for it.
+        with tempfile.TemporaryFile(mode="w+", dir=self.paths.logs) as errors:
+            try:
+                result = subprocess.run(
+                    self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=errors, timeout=_COMMAND_TIMEOUT, check=False,
+                )
+            except FileNotFoundError as exc:
+                raise NginxError(f"nginx binary not found: {self.binary!r}") from exc
+            except subprocess.TimeoutExpired as exc:
+                raise NginxError(f"nginx did not start within {_COMMAND_TIMEOUT:g} s") from exc
+            errors.seek(0)
+            output = errors.read().strip()
+        if result.returncode != 0:
+            raise NginxError(f"nginx would not start: {_first_error(output)}", detail=output)
+        deadline = time.monotonic() + self.reload_timeout
+        while not self.running():
+            if time.monotonic() > deadline:
+                raise NginxError(
+                    f"nginx did not write its pid file {self.paths.pid} within "
+                    f"{self.reload_timeout:g} s", detail=self._error_log_tail(),
+                )
+            time.sleep(_POLL_INTERVAL)
+
+    def _wait_for_generation(self, generation: int, timeout: float) -> None:
+        """Poll the probe on fresh connections until it answers ``generation``."""
+        deadline = time.monotonic() + timeout
+        last: str | None = None
+        while True:
+            try:
+                last = self._probe(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
+            except (OSError, http.client.HTTPException) as exc:
+                last = f"no answer ({exc!r})"
+            if last == str(generation):
+                return
+            if time.monotonic() > deadline:
+                raise NginxError(
+                    f"nginx did not serve generation {generation} within {timeout:g} s "
+                    f"(last answer: {last!r})",
+                    generation=generation, detail=self._error_log_tail(),
+                )
+            time.sleep(_POLL_INTERVAL)
+
+    def _probe(self, timeout: float) -> str | None:
+        """GET the generation endpoint on a new connection; its body, or None if not 200."""
+        conn = http.client.HTTPConnection(self.probe_address(), self.http_port, timeout=timeout)
+        try:
+            # A new connection per probe: a kept-alive one would stay with an old worker.
+            conn.request("GET", GENERATION_PATH, headers={"Host": PROBE_HOST,
+                                                          "Connection": "close"})
+            response = conn.getresponse()
+            body = response.read().decode("ascii", "replace").strip()
+            return body if response.status == 200 else None
+        finally:
+            conn.close()
+
+    def probe_address(self) -> str:
+        """The address the controller reaches nginx on (loopback when it listens on all)."""
+        ip = ipaddress.ip_address(self.listen_address)
+        if ip.is_unspecified:
+            return "::1" if ip.version == 6 else "127.0.0.1"
+        return self.listen_address
+
+    def _is_master(self, pid: int) -> bool:
+        """True if ``pid`` is alive and is an nginx master running this state dir's config."""
+        if not _alive(pid):
+            return False
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # no /proc to ask: trust the pid file
+        # The master rewrites its title to "nginx: master process <argv...>".
+        words = title.replace(b"\0", b" ").decode(errors="replace").split()
+        if words[:3] != ["nginx:", "master", "process"]:
+            return False
+        conf = str(self.paths.conf)
+        return any(a == "-c" and b == conf for a, b in zip(words, words[1:], strict=False))
+
+    def _run(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                timeout=_COMMAND_TIMEOUT, check=False,
+            )
+        except FileNotFoundError as exc:
+            raise NginxError(f"nginx binary not found: {self.binary!r}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise NginxError(f"nginx did not answer within {_COMMAND_TIMEOUT:g} s: "
+                             f"{' '.join(argv)}") from exc
+
+    def _error_log_tail(self, lines: int = 20) -> str:
+        try:
+            with self.paths.error_log.open("rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - 8192))
+                text = handle.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    @staticmethod
+    def _write_atomically(path: Path, data: bytes) -> None:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(name, 0o644)
+        os.replace(name, path)
+
+
+# --- process helpers (Linux /proc, with a portable fallback) ---------------------
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie (an unreaped orphan counts as gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return fields[0] not in ("Z", "X")
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (nginx workers of a master)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.parent.name))
+    return found
+
+
+def _shutting_down(pid: int) -> bool:
+    """True if worker ``pid`` is gone or has stopped accepting (nginx retitles it)."""
+    if not _alive(pid):
+        return True
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"shutting down" in title
+
+
+def _wait_retired(pids: Sequence[int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not all(_shutting_down(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_POLL_INTERVAL)
+    return True
+
+
+def _wait_gone(pids: Sequence[int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _can_traverse(path: Path, uid: int, gid: int) -> bool:
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if st.st_uid == uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if st.st_gid == gid:
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
+def _first_error(output: str) -> str:
+    """The line of nginx's output that says what is wrong (its first emerg/alert/crit)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if any(level in line for level in ("[emerg]", "[alert]", "[crit]")):
+            return line.removeprefix("nginx: ")
+    return lines[0].removeprefix("nginx: ") if lines else "no output from nginx"

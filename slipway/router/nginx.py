@@ -1,0 +1,487 @@
+"""Route table -> nginx.conf: validation and rendering, with no I/O.
+
+:func:`render_nginx` is pure: the same table and arguments always give the same
+text, byte for byte (the golden files in ``tests/golden/nginx`` hold it to that).
+Every value that reaches the config is validated first by the ``validate_*``
+functions here, which raise :class:`InvalidRouteError` naming the offending field;
+nothing is escaped or quoted because nothing that would need it is accepted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from slipway.router.errors import InvalidRouteError
+from slipway.router.routes import Route, RouteTable
+
+# The default server answers this path with the table's generation, so the
+# controller can tell when the workers started by a reload are serving.
+GENERATION_PATH = "/.slipway/router/generation"
+# The Host header the controller probes with: "_" is never a valid route host,
+# so the probe always lands on the default server, whatever the routes claim.
+PROBE_HOST = "_"
+
+APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,29}$")
+_LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_IPV4_RE = re.compile(r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
+                      r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_PORT_RE = re.compile(r"^[1-9][0-9]{0,4}$")
+_IPV6_CHARS_RE = re.compile(r"^[0-9a-f:.]+$")
+# Paths are written into the config unquoted; allow only characters that mean
+# nothing to nginx's parser (no spaces, quotes, semicolons, braces or "$").
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
+_MAX_HOST = 253
+_MAX_LABEL = 63
+_SHOW_MAX = 80
+
+# Upstream tuning, kept together so the reasons sit beside the numbers.
+_UPSTREAM_KEEPALIVE = 16
+# Shorter than the idle timeout of the servers apps commonly run (gunicorn 2 s,
+# Node 5 s), so nginx never reuses a connection the app is about to close; a
+# POST sent on such a connection would fail without a retry.
+_UPSTREAM_KEEPALIVE_TIMEOUT = "1s"
+_CLIENT_MAX_BODY_SIZE = "1g"
+_WORKER_CONNECTIONS = 4096
+# Old workers keep long-lived connections (websockets, streams) after a
+# reload; bound how long they may linger so reloads don't pile up processes.
+_WORKER_SHUTDOWN_TIMEOUT = "60s"
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """Where nginx keeps its files under the router's state directory."""
+
+    root: Path
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "nginx.conf"
+
+    @property
+    def pid(self) -> Path:
+        return self.root / "nginx.pid"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def error_log(self) -> Path:
+        return self.logs / "error.log"
+
+    @property
+    def access_log(self) -> Path:
+        return self.logs / "access.log"
+
+    @property
+    def temp(self) -> Path:
+        return self.root / "temp"
+
+    def temp_path(self, kind: str) -> Path:
+        return self.temp / kind
+
+
+_TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+# --- validation -------------------------------------------------------------
+
+
+def _show(value: object) -> str:
+    """``repr`` of a bad value, cut short so junk input can't flood a message."""
+    text = repr(value)
+    return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 3] + "..."
+
+
+def _invalid(field: str, value: object, reason: str) -> InvalidRouteError:
+    return InvalidRouteError(f"{field}: {_show(value)} {reason}", field=field)
+
+
+def validate_app_name(name: object, field: str = "app") -> str:
+    """Return ``name`` if it is a valid app name (``^[a-z][a-z0-9-]{1,29}$``).
+
+    Raises InvalidRouteError otherwise.
+    """
+    if not isinstance(name, str):
+        raise _invalid(field, name, "is not a string")
+    if not APP_NAME_RE.fullmatch(name):
+        raise _invalid(
+            field, name,
+            "is not a valid app name (2-30 characters: a lowercase letter, then lowercase "
+            "letters, digits or hyphens)",
+        )
+    return name
+
+
+def validate_host(host: object, field: str = "host") -> str:
+    """Return ``host`` if it is a lowercase DNS name usable as an nginx ``server_name``.
+
+    Accepts RFC 1123 names: dot-separated labels of letters, digits and hyphens
+    (no leading or trailing hyphen), each at most 63 characters, 253 in all, all
+    lowercase, no trailing dot and no wildcards. Internationalised names must be
+    given in their punycode (``xn--``) form. Raises InvalidRouteError otherwise,
+    with a message that says which rule was broken.
+    """
+    if not isinstance(host, str):
+        raise _invalid(field, host, "is not a string")
+    if not host:
+        raise InvalidRouteError(f"{field}: must not be empty", field=field)
+    if not host.isascii():
+        raise _invalid(field, host, "is not ASCII; give internationalised names in their "
+                                    "punycode (xn--) form")
+    if "*" in host:
+        raise _invalid(field, host, "is a wildcard; wildcard hosts are not supported")
+    if len(host) > _MAX_HOST:
+        raise _invalid(field, host, f"is longer than {_MAX_HOST} characters")
+    labels = host.split(".")
+    lowered = host.lower()
+    if host != lowered and all(_LABEL_RE.fullmatch(label) for label in lowered.split(".")):
+        raise _invalid(field, host, "must be lowercase")
+    for label in labels:
+        if len(label) > _MAX_LABEL:
+            raise _invalid(field, host, f"has a label longer than {_MAX_LABEL} characters")
+        if not _LABEL_RE.fullmatch(label):
+            raise _invalid(
+                field, host,
+                "is not a valid host name (lowercase letters, digits and hyphens in "
+                "dot-separated labels; a label may not start or end with a hyphen)",
+            )
+    return host
+
+
+def validate_upstream(address: object, field: str = "upstream") -> str:
+    """Return ``address`` if it is ``host:port`` that nginx can proxy to.
+
+    ``host`` is a dotted-quad IPv4 address (``127.0.0.1``), a bracketed IPv6
+    address (``[::1]``) or a host name as :func:`validate_host` accepts; ``port``
+    is 1-65535 without leading zeros. Raises InvalidRouteError otherwise.
+    """
+    if not isinstance(address, str):
+        raise _invalid(field, address, "is not a string")
+    bad = _invalid(field, address, "is not a valid upstream (expected host:port, "
+                                   "e.g. 127.0.0.1:8000)")
+    if not address.isascii() or any(c.isspace() for c in address):
+        raise bad
+    host, sep, port = address.rpartition(":")
+    if not sep or not _PORT_RE.fullmatch(port) or not 1 <= int(port) <= 65535:
+        raise bad
+    if host.startswith("[") and host.endswith("]"):
+        inner = host[1:-1]
+        if not _IPV6_CHARS_RE.fullmatch(inner):
+            raise bad
+        try:
+            ipaddress.IPv6Address(inner)
+        except ValueError:
+            raise bad from None
+        return address
+    if _IPV4_RE.fullmatch(host):
+        return address
+    if ":" in host or not host or (host[0].isdigit() and host.replace(".", "").isdigit()):
+        # A bare IPv6 address, or digits-and-dots that are not a valid IPv4 address.
+        raise bad
+    try:
+        validate_host(host, field)
+    except InvalidRouteError:
+        raise bad from None
+    return address
+
+
+def validate_listen_address(address: object, field: str = "listen_address") -> str:
+    """Return the canonical text of an IPv4 or IPv6 listen address; raise if it isn't one."""
+    if not isinstance(address, str):
+        raise _invalid(field, address, "is not a string")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise _invalid(field, address, "is not an IP address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+        raise _invalid(field, address, "has a scope id, which is not supported")
+    return str(ip)
+
+
+def validate_port(port: object, field: str = "http_port") -> int:
+    """Return ``port`` if it is an int in 1-65535; raise InvalidRouteError otherwise."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise _invalid(field, port, "is not a port number (1-65535)")
+    return port
+
+
+def validate_user(user: object, field: str = "worker_user") -> str:
+    """Return ``user`` if it is a plain Unix user name; raise InvalidRouteError otherwise."""
+    if not isinstance(user, str) or not _USER_RE.fullmatch(user):
+        raise _invalid(field, user, "is not a valid user name")
+    return user
+
+
+def validate_state_dir(state_dir: object, field: str = "state_dir") -> Path:
+    """Return ``state_dir`` if it is an absolute path that can be written into the config.
+
+    Only letters, digits and ``._/@+-`` are allowed, so a path never needs quoting.
+    """
+    if not isinstance(state_dir, Path | str):
+        raise _invalid(field, state_dir, "is not a path")
+    text = str(state_dir)
+    if not _PATH_RE.fullmatch(text) or "/../" in text + "/":
+        raise _invalid(
+            field, text,
+            "must be an absolute path of letters, digits and ._/@+- (no spaces or quotes)",
+        )
+    return Path(text)
+
+
+def validate_route(route: object, field: str = "route") -> Route:
+    """Return ``route`` if its app name, hosts and upstreams are all valid.
+
+    A route needs at least one host; it may have no upstreams (the app has no
+    running web process), in which case its hosts answer 503. Duplicate hosts or
+    upstreams within the route are refused. Raises InvalidRouteError.
+    """
+    if not isinstance(route, Route):
+        raise _invalid(field, route, "is not a Route")
+    validate_app_name(route.app, f"{field}.app")
+    if not isinstance(route.hosts, tuple | list):
+        raise _invalid(f"{field}.hosts", route.hosts, "is not a list of host names")
+    if not route.hosts:
+        raise InvalidRouteError(f"{field}.hosts: a route needs at least one host",
+                                field=f"{field}.hosts")
+    seen: set[str] = set()
+    for i, host in enumerate(route.hosts):
+        validate_host(host, f"{field}.hosts[{i}]")
+        if host in seen:
+            raise _invalid(f"{field}.hosts[{i}]", host, "is listed twice")
+        seen.add(host)
+    if not isinstance(route.upstreams, tuple | list):
+        raise _invalid(f"{field}.upstreams", route.upstreams, "is not a list of upstreams")
+    seen = set()
+    for i, upstream in enumerate(route.upstreams):
+        validate_upstream(upstream, f"{field}.upstreams[{i}]")
+        if upstream in seen:
+            raise _invalid(f"{field}.upstreams[{i}]", upstream, "is listed twice")
+        seen.add(upstream)
+    return route
+
+
+def validate_routes(routes: Iterable[object]) -> tuple[Route, ...]:
+    """Validate a whole list of routes: each one, plus no app or host claimed twice.
+
+    Fields are named ``routes[i]...`` by position in ``routes``. Returns the routes
+    as a tuple; raises InvalidRouteError at the first problem.
+    """
+    checked: list[Route] = []
+    apps: set[str] = set()
+    owners: dict[str, str] = {}
+    for i, route in enumerate(routes):
+        field = f"routes[{i}]"
+        validate_route(route, field)
+        assert isinstance(route, Route)
+        if route.app in apps:
+            raise _invalid(f"{field}.app", route.app, "has more than one route")
+        apps.add(route.app)
+        for j, host in enumerate(route.hosts):
+            if host in owners:
+                raise _invalid(f"{field}.hosts[{j}]", host,
+                               f"is already routed to app {owners[host]!r}")
+            owners[host] = route.app
+        checked.append(route)
+    return tuple(checked)
+
+
+def validate_table(table: object) -> RouteTable:
+    """Validate a RouteTable: a non-negative int generation and valid routes."""
+    if not isinstance(table, RouteTable):
+        raise _invalid("table", table, "is not a RouteTable")
+    generation = table.generation
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+        raise _invalid("generation", generation, "is not a non-negative integer")
+    if not isinstance(table.routes, tuple | list):
+        raise _invalid("routes", table.routes, "is not a list of routes")
+    validate_routes(table.routes)
+    return table
+
+
+# --- rendering --------------------------------------------------------------
+
+
+def upstream_name(app: str) -> str:
+    """The name of an app's ``upstream`` block (app names are validated, so it is safe)."""
+    return f"app_{app}"
+
+
+def render_nginx(
+    table: RouteTable,
+    *,
+    http_port: int,
+    state_dir: Path,
+    listen_address: str = "0.0.0.0",
+    worker_user: str | None = None,
+) -> str:
+    """Render a complete nginx.conf for ``table``.
+
+    The config is meant for nginx run as a plain process with
+    ``-p <state_dir> -c <conf> -e <error log>``: its pid file, logs and every
+    temp path live under ``state_dir``. Each route gets an ``upstream`` and a
+    ``server`` for its hosts; a default server answers 404 for unknown hosts and
+    serves ``GENERATION_PATH`` (the table's generation, to loopback only).
+    ``worker_user`` adds a ``user`` directive (only meaningful when nginx is
+    started by root; otherwise nginx ignores it with a warning).
+    Routes are rendered sorted by app name, so equal tables render equal text.
+
+    Raises InvalidRouteError, before rendering anything, if any value is invalid.
+    """
+    validate_table(table)
+    port = validate_port(http_port)
+    root = validate_state_dir(state_dir)
+    listen_ip = validate_listen_address(listen_address)
+    user = None if worker_user is None else validate_user(worker_user)
+    paths = StatePaths(root)
+    listen = _listen(listen_ip, port)
+    routes = sorted(table.routes, key=lambda r: r.app)
+
+    out: list[str] = [
+        "# Generated by Slipway's router (slipway.router.nginx). Do not edit: every",
+        "# route change rewrites this file.",
+        f"# generation {table.generation}, {len(routes)} route(s)",
+        "",
+        *([f"user {user};"] if user else []),
+        "worker_processes auto;",
+        f"pid {paths.pid};",
+        f"error_log {paths.error_log} warn;",
+        f"worker_shutdown_timeout {_WORKER_SHUTDOWN_TIMEOUT};",
+        "",
+        "events {",
+        f"    worker_connections {_WORKER_CONNECTIONS};",
+        "}",
+        "",
+        "http {",
+        "    log_format slipway '$remote_addr - [$time_local] \"$request\" $status '",
+        "                       '$body_bytes_sent $request_time host=$host '",
+        "                       'upstream=$upstream_addr upstream_time=$upstream_response_time '",
+        "                       'request_id=$request_id \"$http_user_agent\"';",
+        f"    access_log {paths.access_log} slipway;",
+        "",
+    ]
+    out += [f"    {kind}_temp_path {paths.temp_path(kind)};" for kind in _TEMP_KINDS]
+    out += [
+        "",
+        "    default_type application/octet-stream;",
+        "    server_tokens off;",
+        "    sendfile on;",
+        "    tcp_nodelay on;",
+        "    keepalive_timeout 65s;",
+        f"    client_max_body_size {_CLIENT_MAX_BODY_SIZE};",
+        "    # Room for many hosts and for names up to 253 characters.",
+        "    server_names_hash_max_size 65536;",
+        "    server_names_hash_bucket_size 512;",
+        "",
+        "    # Websockets: pass Upgrade through; otherwise send an empty Connection",
+        "    # header so upstream connections stay open for keepalive.",
+        "    map $http_upgrade $connection_upgrade {",
+        "        default upgrade;",
+        "        '' '';",
+        "    }",
+        "",
+        "    # Proxy settings for every route. nginx inherits proxy_set_header only",
+        "    # into blocks that set none of their own: set none below this level.",
+        "    proxy_http_version 1.1;",
+        "    proxy_set_header Host $http_host;",
+        "    proxy_set_header X-Real-IP $remote_addr;",
+        "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "    proxy_set_header X-Forwarded-Proto $scheme;",
+        "    proxy_set_header X-Forwarded-Host $http_host;",
+        "    proxy_set_header X-Forwarded-Port $server_port;",
+        "    proxy_set_header X-Request-Id $request_id;",
+        "    proxy_set_header Upgrade $http_upgrade;",
+        "    proxy_set_header Connection $connection_upgrade;",
+        "    proxy_redirect off;",
+        "    proxy_connect_timeout 5s;",
+        "    proxy_send_timeout 60s;",
+        "    proxy_read_timeout 60s;",
+        "    proxy_buffer_size 16k;",
+        "    proxy_buffers 8 16k;",
+        "    proxy_busy_buffers_size 32k;",
+        "    # A dead upstream in a group is skipped (requests not yet sent are retried).",
+        "    proxy_next_upstream error timeout;",
+        "",
+        "    # --- HTTPS (later issue: slipway.router ACME/TLS) ---------------------",
+        "    # Servers with `listen <address>:<https_port> ssl` and their certificates",
+        "    # are rendered here, and HTTP servers of hosts with a certificate redirect",
+        "    # to HTTPS. None yet.",
+        "    # --- end HTTPS --------------------------------------------------------",
+    ]
+    for route in routes:
+        out.append("")
+        out += _route_blocks(route, listen)
+    out.append("")
+    out += _default_server(table.generation, listen, listen_ip)
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _listen(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _route_blocks(route: Route, listen: str) -> list[str]:
+    """The upstream and the HTTP server of one route.
+
+    The ACME HTTP-01 location (``location ^~ /.well-known/acme-challenge/``) is
+    rendered inside the server, before ``location /``, by a later issue; a
+    route's HTTPS server joins the HTTPS section above.
+    """
+    lines = [f"    # app {route.app}"]
+    if route.upstreams:
+        name = upstream_name(route.app)
+        lines.append(f"    upstream {name} {{")
+        lines += [f"        server {address};" for address in route.upstreams]
+        lines += [
+            f"        keepalive {_UPSTREAM_KEEPALIVE};",
+            f"        keepalive_timeout {_UPSTREAM_KEEPALIVE_TIMEOUT};",
+            "    }",
+        ]
+        location = [f"            proxy_pass http://{name};"]
+    else:
+        # No running web process (e.g. scaled to zero): say so instead of a 502.
+        location = [
+            "            default_type text/plain;",
+            f'            return 503 "The app {route.app} has no running web process.\\n";',
+        ]
+    lines += [
+        "    server {",
+        f"        listen {listen};",
+        f"        server_name {' '.join(route.hosts)};",
+        "        # ACME HTTP-01 challenge location goes here (later issue).",
+        "        location / {",
+        *location,
+        "        }",
+        "    }",
+    ]
+    return lines
+
+
+def _default_server(generation: int, listen: str, listen_ip: str) -> list[str]:
+    allowed = ["127.0.0.1", "::1"]
+    if not ipaddress.ip_address(listen_ip).is_unspecified and listen_ip not in allowed:
+        # The controller probes the address nginx listens on; let it in.
+        allowed.append(listen_ip)
+    return [
+        "    # Unknown hosts, and the controller's probe of the applied generation.",
+        "    server {",
+        f"        listen {listen} default_server;",
+        "        server_name _;",
+        "        default_type text/plain;",
+        f"        location = {GENERATION_PATH} {{",
+        *[f"            allow {address};" for address in allowed],
+        "            deny all;",
+        f'            return 200 "{generation}\\n";',
+        "        }",
+        "        location / {",
+        '            return 404 "No app is configured for this host.\\n";',
+        "        }",
+        "    }",
+    ]
+

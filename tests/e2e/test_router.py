@@ -1,0 +1,591 @@
+"""The router against a real nginx (and a real Redis): routes answer, switches are
+clean, bad tables never replace good ones, nginx always stops."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from slipway.router.controller import Nginx
+from slipway.router.daemon import run_router
+from slipway.router.errors import (
+    ApplyFailedError,
+    ApplyTimeoutError,
+    ConfigRejectedError,
+    InvalidRouteError,
+    NginxError,
+)
+from slipway.router.publish import publish_routes, wait_applied
+from slipway.router.routes import (
+    APPLIED_KEY,
+    ERROR_KEY,
+    GENERATION_KEY,
+    ROUTES_CHANNEL,
+    ROUTES_KEY,
+    Route,
+    RouteTable,
+)
+from tests.support import free_port, start_redis, stop_process, wait_for
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+ROUTER_KEYS = (ROUTES_KEY, APPLIED_KEY, GENERATION_KEY, ERROR_KEY)
+
+if shutil.which("nginx") is None:  # pragma: no cover - the install script provides it
+    pytest.skip("nginx is not installed", allow_module_level=True)
+
+
+# --- a tiny upstream app ----------------------------------------------------------
+
+
+class Upstream:
+    """An HTTP server on a free loopback port that says who it is and what it got."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        upstream = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: without this, Nagle's
+            # algorithm and delayed ACKs add 40 ms to every kept-alive request.
+            disable_nagle_algorithm = True
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if self.headers.get("Upgrade", "").lower() == "websocket":
+                    self._websocket()
+                else:
+                    self._answer(b"")
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self._answer(body)
+
+            def _answer(self, body: bytes) -> None:
+                payload = json.dumps({
+                    "name": upstream.name, "method": self.command, "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body_length": len(body),
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _websocket(self) -> None:
+                # Not real websocket framing: enough to prove the upgrade is tunnelled.
+                self.send_response(101)
+                self.send_header("Upgrade", "websocket")
+                self.send_header("Connection", "Upgrade")
+                self.end_headers()
+                self.wfile.flush()
+                while chunk := self.connection.recv(1024):
+                    self.connection.sendall(upstream.name.encode() + b":" + chunk)
+                self.close_connection = True
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def upstreams() -> Iterator:
+    made: list[Upstream] = []
+
+    def make(name: str) -> Upstream:
+        made.append(Upstream(name))
+        return made[-1]
+
+    yield make
+    for upstream in made:
+        upstream.close()
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    # Not tmp_path: pytest's base dir is 0700, which nginx workers (nobody, when
+    # the tests run as root) cannot traverse to reach temp/.
+    path = Path(tempfile.mkdtemp(prefix="slipway-router-test-"))
+    path.chmod(0o711)
+    yield path / "router"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def nginx(state_dir) -> Iterator[Nginx]:
+    server = Nginx(state_dir, free_port(), reload_timeout=10.0)
+    yield server
+    server.stop()
+    assert not server.running()
+
+
+def get(server: Nginx, host: str, path: str = "/", **kwargs) -> requests.Response:
+    return requests.get(f"http://127.0.0.1:{server.http_port}{path}",
+                        headers={"Host": host}, timeout=5, **kwargs)
+
+
+def route(app: str, hosts: tuple[str, ...], *ups: Upstream | str) -> Route:
+    return Route(app=app, hosts=hosts,
+                 upstreams=tuple(u if isinstance(u, str) else u.address for u in ups))
+
+
+def port_refuses(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+# --- the controller -------------------------------------------------------------------
+
+
+def test_route_answers_with_proxy_headers_and_unknown_hosts_get_404(nginx, upstreams):
+    web = upstreams("web")
+    nginx.start(RouteTable(1, (route("web", ("web.localhost", "www.example.com"), web),)))
+
+    answer = get(nginx, "web.localhost", "/some/path?q=1")
+    assert answer.status_code == 200
+    seen = answer.json()
+    assert seen["name"] == "web"
+    assert seen["path"] == "/some/path?q=1"
+    headers = seen["headers"]
+    assert headers["host"] == "web.localhost"
+    assert headers["x-forwarded-host"] == "web.localhost"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-real-ip"] == "127.0.0.1"
+    assert headers["x-forwarded-port"] == str(nginx.http_port)
+    assert len(headers["x-request-id"]) == 32
+    assert get(nginx, "www.example.com").json()["name"] == "web"
+
+    unknown = get(nginx, "nope.localhost")
+    assert unknown.status_code == 404
+    assert unknown.text == "No app is configured for this host.\n"
+    assert unknown.headers["Content-Type"] == "text/plain"
+
+    probe = get(nginx, "_", "/.slipway/router/generation")
+    assert (probe.status_code, probe.text) == (200, "1\n")
+    assert nginx.served_generation() == 1
+    # On a route's host the path belongs to the app, not to the router.
+    assert get(nginx, "web.localhost", "/.slipway/router/generation").json()["name"] == "web"
+
+
+def test_apply_switches_to_the_new_upstream_and_old_workers_stop_answering(nginx, upstreams):
+    blue, green = upstreams("blue"), upstreams("green")
+    nginx.start(RouteTable(1, (route("web", ("web.localhost",), blue),)))
+    assert get(nginx, "web.localhost").json()["name"] == "blue"
+
+    seconds = nginx.apply(RouteTable(2, (route("web", ("web.localhost",), green),)))
+
+    assert 0 < seconds < 2
+    assert set(nginx.last_timings) == {"render", "check", "reload", "total"}
+    # Once apply() returns, no fresh connection may reach the old config.
+    names = {get(nginx, "web.localhost").json()["name"] for _ in range(20)}
+    assert names == {"green"}
+    assert get(nginx, "_", "/.slipway/router/generation").text == "2\n"
+    # nginx lets old workers accept for ~100 ms after a reload; probe hard in that window.
+    for generation in range(3, 6):
+        nginx.apply(RouteTable(generation, (route("web", ("web.localhost",), green),)))
+        until = time.monotonic() + 0.15
+        answers = set()
+        while time.monotonic() < until:
+            answers.add(nginx.served_generation())
+        assert answers == {generation}
+
+
+def test_apply_adds_and_removes_routes(nginx, upstreams):
+    web, api = upstreams("web"), upstreams("api")
+    nginx.start(RouteTable(1, (route("web", ("web.localhost",), web),)))
+    nginx.apply(RouteTable(2, (route("api", ("api.localhost",), api),)))
+    assert get(nginx, "api.localhost").json()["name"] == "api"
+    assert get(nginx, "web.localhost").status_code == 404
+
+
+def test_dead_upstream_in_a_group_is_skipped(nginx, upstreams):
+    alive = upstreams("alive")
+    dead = f"127.0.0.1:{free_port()}"
+    nginx.start(RouteTable(1, (route("web", ("web.localhost",), dead, alive),)))
+    for _ in range(10):
+        answer = get(nginx, "web.localhost")
+        assert answer.status_code == 200
+        assert answer.json()["name"] == "alive"
+
+
+def test_app_without_upstreams_answers_503(nginx):
+    nginx.start(RouteTable(1, (Route("idle", ("idle.localhost",), ()),)))
+    answer = get(nginx, "idle.localhost")
+    assert (answer.status_code, answer.text) == (503, "The app idle has no running web process.\n")
+
+
+def test_large_request_body_reaches_the_app(nginx, upstreams):
+    # Bodies over 16 KiB are buffered in temp/ by the workers: this fails if
+    # they cannot reach it.
+    web = upstreams("web")
+    nginx.start(RouteTable(1, (route("web", ("web.localhost",), web),)))
+    body = os.urandom(3 * 1024 * 1024)
+    answer = requests.post(f"http://127.0.0.1:{nginx.http_port}/upload", data=body,
+                           headers={"Host": "web.localhost"}, timeout=10)
+    assert answer.status_code == 200
+    assert answer.json()["body_length"] == len(body)
+
+
+def test_websocket_upgrade_is_tunnelled(nginx, upstreams):
+    web = upstreams("ws")
+    nginx.start(RouteTable(1, (route("web", ("web.localhost",), web),)))
+    with socket.create_connection(("127.0.0.1", nginx.http_port), timeout=5) as sock:
+        sock.sendall(b"GET /socket HTTP/1.1\r\nHost: web.localhost\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(1024)
+            assert chunk, f"connection closed after {head!r}"
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert b"upgrade: websocket" in head.lower()
+        sock.sendall(b"hello")
+        echoed = head.split(b"\r\n\r\n", 1)[1]
+        while len(echoed) < len(b"ws:hello"):
+            echoed += sock.recv(1024)
+        assert echoed == b"ws:hello"
+
+
+def test_table_that_fails_nginx_check_keeps_the_old_config_serving(nginx, upstreams):
+    web = upstreams("web")
+    nginx.start(RouteTable(1, (route("web", ("web.localhost",), web),)))
+    live = nginx.paths.conf.read_bytes()
+
+    # Valid by our rules, but nginx can't resolve the upstream: `nginx -t` fails.
+    bad = RouteTable(2, (route("web", ("web.localhost",), "nonexistent.invalid:8000"),))
+    with pytest.raises(ConfigRejectedError) as caught:
+        nginx.apply(bad)
+
+    assert caught.value.message.startswith(
+        'nginx rejected the configuration: [emerg] host not found in upstream '
+        '"nonexistent.invalid:8000" in '
+    )
+    assert "test failed" in caught.value.detail
+    assert nginx.paths.conf.read_bytes() == live
+    assert not list(nginx.state_dir.glob("*.tmp"))
+    assert get(nginx, "web.localhost").json()["name"] == "web"
+    assert nginx.served_generation() == 1
+
+
+def test_broken_render_is_rejected_and_the_old_config_kept(state_dir, upstreams):
+    class Broken(Nginx):
+        broken = False
+
+        def render(self, table: RouteTable) -> str:
+            text = super().render(table)
+            return text.replace("worker_processes auto;", "worker_processes auto") \
+                if self.broken else text
+
+    web = upstreams("web")
+    server = Broken(state_dir, free_port())
+    try:
+        server.start(RouteTable(1, (route("web", ("web.localhost",), web),)))
+        server.broken = True
+        with pytest.raises(ConfigRejectedError, match=r"\[emerg\] .*worker_processes"):
+            server.apply(RouteTable(2, ()))
+        assert get(server, "web.localhost").json()["name"] == "web"
+        assert server.served_generation() == 1
+        assert not list(server.state_dir.glob("*.tmp"))
+    finally:
+        server.stop()
+
+
+def test_invalid_route_raises_before_anything_is_written(nginx, upstreams):
+    web = upstreams("web")
+    nginx.start(RouteTable(1, (route("web", ("web.localhost",), web),)))
+    live = nginx.paths.conf.read_bytes()
+    with pytest.raises(InvalidRouteError) as caught:
+        nginx.apply(RouteTable(2, (route("web", ("web.localhost;\n}",), web),)))
+    assert caught.value.field == "routes[0].hosts[0]"
+    assert nginx.paths.conf.read_bytes() == live
+    assert get(nginx, "web.localhost").status_code == 200
+
+
+def test_start_with_a_taken_port_fails_cleanly(state_dir):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        server = Nginx(state_dir, holder.getsockname()[1], listen_address="127.0.0.1")
+        with pytest.raises(NginxError) as caught:
+            server.start(RouteTable(0, ()))
+        assert "Address already in use" in caught.value.message
+        assert not server.running()
+
+
+def test_missing_binary_is_a_clear_error(state_dir):
+    server = Nginx(state_dir, free_port(), binary="/nonexistent/nginx")
+    with pytest.raises(NginxError, match="nginx binary not found: '/nonexistent/nginx'"):
+        server.start(RouteTable(0, ()))
+
+
+def test_a_killed_controller_leaves_nginx_adoptable_and_stoppable(state_dir, upstreams):
+    port = free_port()
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from slipway.router.controller import Nginx\n"
+        "from slipway.router.routes import RouteTable\n"
+        "Nginx(Path(sys.argv[1]), int(sys.argv[2])).start(RouteTable(5, ()))\n"
+        "print('started', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    controller = subprocess.Popen(
+        [sys.executable, "-c", script, str(state_dir), str(port)], cwd=REPO,
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    server = Nginx(state_dir, port)
+    try:
+        assert controller.stdout.readline().strip() == "started"
+        controller.send_signal(signal.SIGKILL)
+        controller.wait(10)
+
+        assert server.running()
+        assert server.served_generation() == 5
+        master = server.pid()
+        web = upstreams("web")
+        server.start(RouteTable(6, (route("web", ("web.localhost",), web),)))  # adopts
+        assert server.pid() == master
+        assert get(server, "web.localhost").json()["name"] == "web"
+
+        server.stop()
+        assert not server.running()
+        assert not server.paths.pid.exists()
+        assert port_refuses(port)
+    finally:
+        stop_process(controller)
+        controller.stdout.close()
+        server.stop()
+
+
+def test_stop_is_safe_when_nothing_runs_and_with_a_stale_pid_file(state_dir):
+    server = Nginx(state_dir, free_port())
+    server.stop()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    server.paths.pid.write_text(f"{os.getpid()}\n")  # alive, but not an nginx master
+    assert not server.running()
+    server.stop()
+    assert not server.paths.pid.exists()
+
+
+def test_a_thousand_routes_with_long_names_pass_the_check(nginx):
+    def host(i: int) -> str:
+        return ".".join([f"{i:04d}" + "a" * 59] * 3 + ["b" * 61])  # 253 characters
+
+    routes = tuple(
+        Route(f"app{i}", (host(i), f"app{i}.localhost", f"www.app{i}.localhost"),
+              (f"127.0.0.1:{20000 + i}",))
+        for i in range(1000)
+    )
+    nginx.start(RouteTable(1, ()))
+    seconds = nginx.apply(RouteTable(2, routes))
+    assert seconds < 5
+    assert get(nginx, "nope.localhost").status_code == 404
+    assert nginx.served_generation() == 2
+
+
+# --- publisher and daemon over Redis ------------------------------------------------------
+
+
+@pytest.fixture
+def client(redis_url) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(redis_url)
+    conn.delete(*ROUTER_KEYS)
+    yield conn
+    conn.delete(*ROUTER_KEYS)
+    conn.close()
+
+
+class RouterThread:
+    def __init__(self, redis_url: str, server: Nginx, **kwargs) -> None:
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(redis_url, server), kwargs=kwargs,
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, redis_url: str, server: Nginx, **kwargs) -> None:
+        try:
+            run_router(redis_url, server, self.stop_event, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            self.error = exc
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def router(redis_url, nginx, client) -> Iterator[RouterThread]:
+    running = RouterThread(redis_url, nginx)
+    yield running
+    running.stop()
+    assert not nginx.running()
+
+
+def test_publish_then_wait_applied_then_served(router, nginx, client, upstreams):
+    web = upstreams("web")
+    generation = publish_routes(client, [route("web", ("web.localhost",), web)])
+    assert generation == 1
+    wait_applied(client, generation, timeout=10)
+    assert get(nginx, "web.localhost").json()["name"] == "web"
+    assert int(client.get(APPLIED_KEY)) == 1
+
+    other = upstreams("other")
+    generation = publish_routes(client, [route("web", ("web.localhost",), other)])
+    wait_applied(client, generation, timeout=10)
+    assert {get(nginx, "web.localhost").json()["name"] for _ in range(20)} == {"other"}
+
+
+def test_daemon_reports_a_table_nginx_rejects_and_keeps_serving(router, nginx, client, upstreams):
+    web = upstreams("web")
+    good = publish_routes(client, [route("web", ("web.localhost",), web)])
+    wait_applied(client, good, timeout=10)
+
+    # publish_routes would pass this too (it is valid by our rules); nginx -t fails.
+    generation = client.incr(GENERATION_KEY)
+    bad = RouteTable(generation, (route("web", ("web.localhost",), "nonexistent.invalid:80"),))
+    client.set(ROUTES_KEY, bad.to_json())
+    client.publish(ROUTES_CHANNEL, bad.to_json())
+
+    with pytest.raises(ApplyFailedError) as caught:
+        wait_applied(client, generation, timeout=10)
+    assert caught.value.message.startswith(
+        f"The router could not apply route table generation {generation}: it failed: "
+        "nginx rejected the configuration: [emerg] host not found in upstream "
+        '"nonexistent.invalid:80"'
+    )
+    assert json.loads(client.get(ERROR_KEY))["generation"] == generation
+    assert int(client.get(APPLIED_KEY)) == good
+    assert get(nginx, "web.localhost").json()["name"] == "web"
+
+    # The next good table goes through.
+    fixed = publish_routes(client, [route("web", ("web.localhost", "new.localhost"), web)])
+    wait_applied(client, fixed, timeout=10)
+    assert get(nginx, "new.localhost").json()["name"] == "web"
+
+
+def test_daemon_starts_with_the_stored_table(redis_url, nginx, client, upstreams):
+    web = upstreams("web")
+    generation = publish_routes(client, [route("web", ("web.localhost",), web)])
+    running = RouterThread(redis_url, nginx)
+    try:
+        wait_applied(client, generation, timeout=10)
+        assert get(nginx, "web.localhost").json()["name"] == "web"
+    finally:
+        running.stop()
+    assert not nginx.running()
+
+
+def test_daemon_with_a_bad_stored_table_comes_up_empty_and_recovers(
+        redis_url, nginx, client, upstreams):
+    bad = RouteTable(1, (route("web", ("web.localhost",), "nonexistent.invalid:80"),))
+    client.set(GENERATION_KEY, 1)
+    client.set(ROUTES_KEY, bad.to_json())
+    running = RouterThread(redis_url, nginx)
+    try:
+        with pytest.raises(ApplyFailedError, match="host not found in upstream"):
+            wait_applied(client, 1, timeout=10)
+        wait_for(lambda: nginx.served_generation() == 0, timeout=10, message="empty edge")
+        assert get(nginx, "web.localhost").status_code == 404
+
+        # Junk on the channel is logged and ignored; the next good table applies.
+        client.publish(ROUTES_CHANNEL, "not json")
+        client.publish(ROUTES_CHANNEL, json.dumps({"generation": 99, "routes": "web"}))
+        web = upstreams("web")
+        generation = publish_routes(client, [route("web", ("web.localhost",), web)])
+        wait_applied(client, generation, timeout=10)
+        assert get(nginx, "web.localhost").json()["name"] == "web"
+        assert nginx.served_generation() == generation == 2
+    finally:
+        running.stop()
+
+
+def test_publish_routes_refuses_invalid_routes_and_publishes_nothing(client):
+    with pytest.raises(InvalidRouteError) as caught:
+        publish_routes(client, [Route("web", ("bad host",), ("127.0.0.1:8000",))])
+    assert caught.value.field == "routes[0].hosts[0]"
+    assert client.get(GENERATION_KEY) is None
+    assert client.get(ROUTES_KEY) is None
+
+
+def test_wait_applied_times_out_without_a_router(client):
+    generation = publish_routes(client, [])
+    started = time.monotonic()
+    with pytest.raises(ApplyTimeoutError) as caught:
+        wait_applied(client, generation, timeout=0.3)
+    assert 0.3 <= time.monotonic() - started < 2
+    assert caught.value.message == (
+        f"The router did not apply route table generation {generation} within 0.3 s "
+        "(it last applied none); is `slipway router` running?"
+    )
+
+
+def test_daemon_survives_redis_going_away(tmp_path, nginx, upstreams):
+    proc, url = start_redis(tmp_path)
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    running = RouterThread(url, nginx, resync_interval=0.5)
+    conn = redis.Redis.from_url(url)
+    try:
+        web = upstreams("web")
+        first = publish_routes(conn, [route("web", ("web.localhost",), web)])
+        wait_applied(conn, first, timeout=10)
+
+        stop_process(proc)
+        assert get(nginx, "web.localhost").json()["name"] == "web"  # the edge keeps serving
+
+        # A new, empty Redis on the same port (its data is gone, as after a crash).
+        proc = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", str(tmp_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: conn.ping(), timeout=10, message="restarted redis-server")
+        # The router raises the counter to what it serves, so new generations are newer.
+        wait_for(lambda: int(conn.get(GENERATION_KEY) or 0) >= first, timeout=20,
+                 message="router reconnected")
+        other = upstreams("other")
+        generation = publish_routes(conn, [route("web", ("web.localhost",), other)])
+        assert generation > first
+        wait_applied(conn, generation, timeout=10)
+        assert get(nginx, "web.localhost").json()["name"] == "other"
+    finally:
+        running.stop()
+        conn.close()
+        stop_process(proc)

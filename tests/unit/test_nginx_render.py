@@ -1,0 +1,329 @@
+"""render_nginx: golden files, validation messages, and attack strings that must raise.
+
+Regenerate the golden files with ``UPDATE_GOLDEN=1 pytest tests/unit/test_nginx_render.py``
+and read the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from slipway.router.errors import InvalidRouteError, RouterError
+from slipway.router.nginx import (
+    render_nginx,
+    validate_host,
+    validate_routes,
+    validate_upstream,
+)
+from slipway.router.routes import Route, RouteTable
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "nginx"
+STATE = Path("/var/lib/slipway/router")
+
+WEB = Route(app="web", hosts=("web.example.com", "www.example.com"),
+            upstreams=("127.0.0.1:32768", "127.0.0.1:32769"))
+API = Route(app="api", hosts=("api.example.com",), upstreams=("app-host-2:8000", "[::1]:9000"))
+IDLE = Route(app="idle", hosts=("idle.localhost",), upstreams=())
+
+CASES: dict[str, tuple[RouteTable, dict]] = {
+    "empty": (RouteTable(generation=0, routes=()), {"http_port": 80, "state_dir": STATE}),
+    # Given out of order on purpose: output is sorted by app.
+    "routes": (RouteTable(generation=42, routes=(WEB, IDLE, API)),
+               {"http_port": 80, "state_dir": STATE}),
+    "listen_address": (RouteTable(generation=3, routes=(WEB,)),
+                       {"http_port": 8080, "state_dir": STATE, "listen_address": "10.0.0.5",
+                        "worker_user": "www-data"}),
+    "listen_ipv6": (RouteTable(generation=7, routes=(API,)),
+                    {"http_port": 18080, "state_dir": STATE, "listen_address": "::"}),
+}
+
+
+def table_with(**route_fields) -> RouteTable:
+    fields = {"app": "web", "hosts": ("web.example.com",), "upstreams": ("127.0.0.1:8000",)}
+    fields.update(route_fields)
+    return RouteTable(generation=1, routes=(Route(**fields),))
+
+
+def render(table: RouteTable, **kwargs) -> str:
+    return render_nginx(table, **{"http_port": 80, "state_dir": STATE, **kwargs})
+
+
+# --- golden files ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden(name):
+    table, kwargs = CASES[name]
+    text = render_nginx(table, **kwargs)
+    path = GOLDEN / f"{name}.conf"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"{path} is missing; run with UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text()
+
+
+def test_every_golden_file_has_a_case():
+    assert sorted(p.stem for p in GOLDEN.glob("*.conf")) == sorted(CASES)
+
+
+def test_route_order_does_not_change_the_output():
+    forward = render(RouteTable(generation=5, routes=(WEB, API, IDLE)))
+    backward = render(RouteTable(generation=5, routes=(IDLE, API, WEB)))
+    assert forward == backward
+
+
+def test_generation_is_served_by_the_default_server_only():
+    text = render(RouteTable(generation=123456, routes=(WEB,)))
+    assert 'return 200 "123456\\n";' in text
+    assert text.count("location = /.slipway/router/generation") == 1
+    default = text[text.index("listen 0.0.0.0:80 default_server;"):]
+    assert "location = /.slipway/router/generation" in default
+
+
+def test_upstream_group_has_keepalive_and_every_address():
+    text = render(RouteTable(generation=1, routes=(WEB,)))
+    block = text[text.index("upstream app_web {"):]
+    block = block[: block.index("}")]
+    assert "server 127.0.0.1:32768;" in block
+    assert "server 127.0.0.1:32769;" in block
+    assert "keepalive 16;" in block
+    assert "proxy_pass http://app_web;" in text
+    assert "server_name web.example.com www.example.com;" in text
+
+
+def test_route_without_upstreams_answers_503():
+    text = render(RouteTable(generation=1, routes=(IDLE,)))
+    assert "upstream app_idle" not in text
+    assert 'return 503 "The app idle has no running web process.\\n";' in text
+
+
+def test_temp_paths_logs_and_pid_live_under_the_state_dir():
+    text = render(RouteTable(generation=1, routes=()), state_dir=Path("/srv/x"))
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        assert f"    {kind}_temp_path /srv/x/temp/{kind};" in text
+    assert "pid /srv/x/nginx.pid;" in text
+    assert "error_log /srv/x/logs/error.log warn;" in text
+    assert "access_log /srv/x/logs/access.log slipway;" in text
+    assert "daemon" not in text  # the controller decides how nginx runs
+
+
+# --- valid edge cases ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", [
+    "localhost",
+    "a.b",
+    "web.localhost",
+    "xn--bcher-kva.example",
+    "123.example.com",
+    "10.0.0.1",
+    "a-b--c.example.com",
+    "a" * 63 + ".com",
+    ".".join(["a" * 63] * 3 + ["b" * 61]),  # 253 characters
+])
+def test_valid_hosts(host):
+    assert validate_host(host) == host
+    assert f"server_name {host};" in render(table_with(hosts=(host,)))
+
+
+@pytest.mark.parametrize("upstream", [
+    "127.0.0.1:8000", "127.0.0.1:1", "127.0.0.1:65535", "10.1.2.3:80", "[::1]:8000",
+    "[2001:db8::1]:443", "web-1:8000", "app.internal:5000",
+])
+def test_valid_upstreams(upstream):
+    assert validate_upstream(upstream) == upstream
+    assert f"server {upstream};" in render(table_with(upstreams=(upstream,)))
+
+
+@pytest.mark.parametrize("app", ["ab", "web", "my-app-2", "a" * 30])
+def test_valid_app_names(app):
+    assert f"upstream app_{app} {{" in render(table_with(app=app))
+
+
+# --- exact messages -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("host", "message"), [
+    ("a;b.com", "routes[0].hosts[0]: 'a;b.com' is not a valid host name (lowercase letters, "
+                "digits and hyphens in dot-separated labels; a label may not start or end "
+                "with a hyphen)"),
+    ("Example.com", "routes[0].hosts[0]: 'Example.com' must be lowercase"),
+    ("*.example.com", "routes[0].hosts[0]: '*.example.com' is a wildcard; wildcard hosts are "
+                      "not supported"),
+    ("bücher.example", "routes[0].hosts[0]: 'bücher.example' is not ASCII; give "
+                       "internationalised names in their punycode (xn--) form"),
+    ("a" * 64 + ".com", f"routes[0].hosts[0]: '{'a' * 64}.com' has a label longer than 63 "
+                        "characters"),
+    ("", "routes[0].hosts[0]: must not be empty"),
+])
+def test_host_messages(host, message):
+    with pytest.raises(InvalidRouteError) as caught:
+        render(table_with(hosts=(host,)))
+    assert caught.value.message == message
+    assert caught.value.field == "routes[0].hosts[0]"
+    assert caught.value.code == "invalid_route"
+    assert isinstance(caught.value, RouterError)
+
+
+def test_long_junk_is_cut_short_in_messages():
+    with pytest.raises(InvalidRouteError) as caught:
+        render(table_with(hosts=("x;" * 5000,)))
+    assert len(caught.value.message) < 300
+    assert "..." in caught.value.message
+
+
+def test_upstream_message():
+    with pytest.raises(InvalidRouteError) as caught:
+        render(table_with(upstreams=("127.0.0.1:80;",)))
+    assert caught.value.message == (
+        "routes[0].upstreams[0]: '127.0.0.1:80;' is not a valid upstream (expected host:port, "
+        "e.g. 127.0.0.1:8000)"
+    )
+
+
+def test_app_name_message():
+    with pytest.raises(InvalidRouteError) as caught:
+        render(table_with(app="Web"))
+    assert caught.value.message == (
+        "routes[0].app: 'Web' is not a valid app name (2-30 characters: a lowercase letter, "
+        "then lowercase letters, digits or hyphens)"
+    )
+
+
+def test_field_names_the_route_by_position():
+    table = RouteTable(generation=1, routes=(WEB, Route("api", ("api.example.com", "a b"), ())))
+    with pytest.raises(InvalidRouteError) as caught:
+        render(table)
+    assert caught.value.field == "routes[1].hosts[1]"
+
+
+def test_host_claimed_by_two_apps_is_refused():
+    other = Route("other", ("www.example.com",), ("127.0.0.1:9000",))
+    with pytest.raises(InvalidRouteError) as caught:
+        validate_routes([WEB, other])
+    assert caught.value.message == (
+        "routes[1].hosts[0]: 'www.example.com' is already routed to app 'web'"
+    )
+
+
+def test_app_with_two_routes_is_refused():
+    with pytest.raises(InvalidRouteError) as caught:
+        validate_routes([WEB, Route("web", ("other.example.com",), ())])
+    assert caught.value.message == "routes[1].app: 'web' has more than one route"
+
+
+def test_duplicates_within_a_route_are_refused():
+    with pytest.raises(InvalidRouteError, match=r"hosts\[1\]: 'a.com' is listed twice"):
+        render(table_with(hosts=("a.com", "a.com")))
+    with pytest.raises(InvalidRouteError, match=r"upstreams\[1\]: '127.0.0.1:1' is listed twice"):
+        render(table_with(upstreams=("127.0.0.1:1", "127.0.0.1:1")))
+
+
+def test_route_without_hosts_is_refused():
+    with pytest.raises(InvalidRouteError) as caught:
+        render(table_with(hosts=()))
+    assert caught.value.message == "routes[0].hosts: a route needs at least one host"
+
+
+# --- attack strings -------------------------------------------------------------
+
+HOST_ATTACKS = [
+    "a;b.com", "evil.com; return 200 owned", "a{b.com", "a}b.com", "evil.com;\n}",
+    "a\nb.com", "a.com\r\n", "a\rb", "a b.com", "a\tb.com", " a.com", "a.com ", "$host",
+    "a$b.com", "${x}.com", "a'b.com", 'a"b.com', "a#b.com", "a/b.com", "a\\b.com", "a:80",
+    "[::1]", "a.com/", "a\x00.com", "ex\u00e4mple.com", "\u4f8b\u3048.jp",
+    "\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com", "a\u200b.com", "a.com\u2028",
+    "*.example.com", "*", "Example.com", "EXAMPLE.COM", "example.com.", ".example.com",
+    "a..b", "-a.com", "a-.com", "a.-b.com", "a_b.com", "_", "a" * 64 + ".com",
+    ".".join(["a" * 63] * 4), " ", "",
+]
+
+
+@pytest.mark.parametrize("host", HOST_ATTACKS)
+def test_host_attacks_raise(host):
+    with pytest.raises(InvalidRouteError) as caught:
+        render(table_with(hosts=("ok.example.com", host)))
+    assert caught.value.field == "routes[0].hosts[1]"
+
+
+@pytest.mark.parametrize("host", [123, None, b"a.com", ["a.com"]])
+def test_non_string_hosts_raise(host):
+    with pytest.raises(InvalidRouteError, match="is not a string"):
+        render(table_with(hosts=(host,)))
+
+
+UPSTREAM_ATTACKS = [
+    "127.0.0.1", "127.0.0.1:", ":80", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:99999",
+    "127.0.0.1:080", "127.0.0.1:80;", "127.0.0.1:80 backup", "127.0.0.1:80 weight=5",
+    "127.0.0.1:80\n}", "127.0.0.1:80\r\n", " 127.0.0.1:80", "http://127.0.0.1:80",
+    "unix:/tmp/app.sock", "256.0.0.1:80", "1.2.3:80", "01.2.3.4:80", "::1:80",
+    "[::1%eth0]:80", "[zz::1]:80", "[::1]", "[::1]:", "[127.0.0.1]:80", "$host:80",
+    "a b:80", "a;b:80", "127.0.0.1:8o", "127.0.0.1:-1", "127.0.0.1:+80",
+    "\uff11\uff12\uff17.0.0.1:80", "127.0.0.1:\uff18\uff10", "Host:80", "127.0.0.1:80:80",
+    "a_b:80", "*.x:80", "", ":", "127.0.0.1:80}",
+]
+
+
+@pytest.mark.parametrize("upstream", UPSTREAM_ATTACKS)
+def test_upstream_attacks_raise(upstream):
+    with pytest.raises(InvalidRouteError) as caught:
+        render(table_with(upstreams=("127.0.0.1:8000", upstream)))
+    assert caught.value.field == "routes[0].upstreams[1]"
+
+
+@pytest.mark.parametrize("upstream", [8000, None, b"127.0.0.1:80"])
+def test_non_string_upstreams_raise(upstream):
+    with pytest.raises(InvalidRouteError, match="is not a string"):
+        render(table_with(upstreams=(upstream,)))
+
+
+APP_ATTACKS = ["a", "A", "Web", "web_1", "1web", "-web", "web;", "web app", "web\n",
+               "wéb", "a" * 31, "", "web{", "$web", "web}"]
+
+
+@pytest.mark.parametrize("app", APP_ATTACKS)
+def test_app_name_attacks_raise(app):
+    with pytest.raises(InvalidRouteError) as caught:
+        render(table_with(app=app))
+    assert caught.value.field == "routes[0].app"
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"http_port": 0}, {"http_port": 65536}, {"http_port": "80"}, {"http_port": True},
+    {"listen_address": "0.0.0.0; evil"}, {"listen_address": "localhost"},
+    {"listen_address": "fe80::1%eth0"}, {"listen_address": ""},
+    {"state_dir": Path("relative/dir")}, {"state_dir": Path("/srv/with space")},
+    {"state_dir": Path("/srv/semi;colon")}, {"state_dir": Path("/srv/$var")},
+    {"state_dir": Path("/srv/quote'")}, {"state_dir": Path("/srv/new\nline")},
+    {"state_dir": Path("/srv/../etc")}, {"state_dir": Path("/srv/br{ace")},
+    {"worker_user": "root; evil"}, {"worker_user": "Root"}, {"worker_user": ""},
+])
+def test_render_arguments_are_validated(kwargs):
+    with pytest.raises(InvalidRouteError):
+        render(table_with(), **kwargs)
+
+
+@pytest.mark.parametrize("generation", [-1, "1", 1.0, True, None])
+def test_generation_must_be_a_non_negative_int(generation):
+    with pytest.raises(InvalidRouteError) as caught:
+        render(RouteTable(generation=generation, routes=()))
+    assert caught.value.field == "generation"
+
+
+def test_routes_must_be_route_objects():
+    with pytest.raises(InvalidRouteError, match=r"routes\[0\]: .* is not a Route"):
+        render(RouteTable(generation=1, routes=({"app": "web"},)))
+
+
+def test_error_as_data():
+    with pytest.raises(InvalidRouteError) as caught:
+        render(table_with(hosts=("a b",)))
+    assert caught.value.to_dict() == {
+        "code": "invalid_route",
+        "message": caught.value.message,
+        "field": "routes[0].hosts[0]",
+    }
