@@ -19,7 +19,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLIPWAY_", extra="ignore")
 
-    home: Path = Field(default=Path("~/.slipway"), description="State directory")
+    # root's home is closed to nginx's unprivileged workers, so root keeps state in /var/lib.
+    home: Path = Field(
+        default_factory=lambda: Path("/var/lib/slipway" if os.geteuid() == 0 else "~/.slipway"),
+        description="State directory",
+    )
     domain: str = "localhost"
     http_port: int = 80
     https_port: int = 443

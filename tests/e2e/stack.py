@@ -1,0 +1,109 @@
+"""A whole Slipway (`slipway up`) in a temporary home, on free ports, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import docker
+import requests
+
+from slipway.router.controller import Nginx
+from tests.support import TEST_LABEL, free_port, wait_for
+
+
+class Stack:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.home = root / "home"
+        self.user_home = root / "user"
+        self.user_home.mkdir(parents=True, exist_ok=True)
+        self.http_port = free_port()
+        self.web_port = free_port()
+        self.redis_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.web_port}"
+        self.env = {
+            **os.environ,
+            "HOME": str(self.user_home),
+            "SLIPWAY_HOME": str(self.home),
+            "SLIPWAY_HTTP_PORT": str(self.http_port),
+            "SLIPWAY_WEB_PORT": str(self.web_port),
+            "SLIPWAY_WEB_HOST": "127.0.0.1",
+            "SLIPWAY_WEB_WORKERS": "1",
+            "SLIPWAY_HEALTH_TIMEOUT": "20",
+            "SLIPWAY_DRAIN_SECONDS": "0.5",
+            "SLIPWAY_STOP_TIMEOUT": "2",
+            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "SLIPWAY_LABELS": json.dumps({TEST_LABEL: "1"}),
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
+            "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com",
+        }
+        for key in ("DATABASE_URL", "SLIPWAY_SECRET_KEY", "SLIPWAY_DOMAIN"):
+            self.env.pop(key, None)
+        self.proc: subprocess.Popen | None = None
+        self.auth: dict[str, str] = {}
+        self.log = root / "slipway-up.log"
+
+    def start(self) -> None:
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "slipway", "up"], env=self.env, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        wait_for(self._ready, timeout=60, interval=0.1, message=f"slipway up (see {self.log})")
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"slipway up exited: {self.log.read_text()[-3000:]}")
+        api = requests.get(f"{self.api_url}/api/v1/apps", timeout=2)
+        router = requests.get(f"http://127.0.0.1:{self.http_port}/.slipway/router/generation",
+                              timeout=2)
+        return api.status_code == 401 and router.status_code == 200
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        # nginx daemonises out of the process group: stop it by its pid file too.
+        Nginx(self.home / "router", self.http_port).stop()
+        cleanup_docker()
+
+    def slipway(self, *args: str, input: str | None = None, cwd: Path | None = None,
+                check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "slipway", *args], env=self.env, text=True,
+                              capture_output=True, input=input, cwd=cwd, check=check)
+
+    def git(self, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], env=self.env, cwd=cwd, text=True,
+                              capture_output=True, check=check)
+
+    def fetch(self, app: str, path: str = "/") -> requests.Response:
+        return requests.get(f"http://127.0.0.1:{self.http_port}{path}",
+                            headers={"Host": f"{app}.localhost"}, timeout=5)
+
+
+def cleanup_docker() -> None:
+    """Remove every container, network and image the tests labelled."""
+    client = docker.from_env()
+    label = {"label": f"{TEST_LABEL}=1"}
+    for container in client.containers.list(all=True, filters=label, sparse=True):
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+    for network in client.networks.list(filters=label):
+        network.remove()
+    for image in client.images.list(filters=label):
+        try:
+            client.images.remove(image.id, force=True)
+        except docker.errors.APIError:
+            pass

@@ -1,0 +1,175 @@
+"""Push a Flask app with the real git client and fetch it through the router.
+
+Real parts: `slipway up` (gunicorn, Celery worker and beat, nginx router,
+redis-server), the Docker engine, git over smart HTTP.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import textwrap
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+
+from tests.e2e.stack import Stack
+from tests.support import wait_for
+
+pytestmark = pytest.mark.e2e
+
+APP_PY = textwrap.dedent('''
+    import os
+
+    from flask import Flask
+
+    app = Flask(__name__)
+
+
+    @app.get("/")
+    def index():
+        return "{text}\\n"
+
+
+    @app.get("/env/<key>")
+    def env(key):
+        return os.environ.get(key, "<unset>")
+''')
+
+
+def python_image_available() -> bool:
+    client = docker.from_env()
+    return any(tag.startswith(("slipway/python:", "python:"))
+               for image in client.images.list() for tag in image.tags)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    if not python_image_available():
+        pytest.fail("No Python base image: run ./install.sh (it bootstraps slipway/python)")
+    # Not under pytest's tmp (0700 parents): nginx's workers must reach the state dir.
+    root = Path(tempfile.mkdtemp(prefix="slipway-e2e-"))
+    root.chmod(0o755)
+    stack = Stack(root)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def token(stack):
+    token = stack.slipway("users:create", "dev@example.com").stdout.strip()
+    assert token.startswith("slp_")
+    out = stack.slipway("login", "--api-url", stack.api_url, "--token", token).stdout
+    assert "Logged in" in out
+    return token
+
+
+def write_app(repo: Path, text: str) -> None:
+    (repo / "app.py").write_text(APP_PY.format(text=text))
+    (repo / "requirements.txt").write_text("flask==3.1.*\ngunicorn==23.*\n")
+    (repo / "Procfile").write_text("web: gunicorn --bind 0.0.0.0:$PORT --workers 2 app:app\n")
+
+
+def commit(stack: Stack, repo: Path, message: str) -> str:
+    stack.git("add", "-A", cwd=repo)
+    stack.git("commit", "-qm", message, cwd=repo)
+    return stack.git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def deployed(stack, token, tmp_path_factory):
+    """An app `hello` created with the CLI and pushed once."""
+    repo = tmp_path_factory.mktemp("hello")
+    stack.git("init", "-q", "-b", "main", cwd=repo)
+    write_app(repo, "Hello from v1")
+    commit(stack, repo, "first")
+    out = stack.slipway("apps:create", "hello", cwd=repo).stdout
+    assert "Added git remote slipway" in out
+    push = stack.git("push", "slipway", "main", cwd=repo, check=False)
+    assert push.returncode == 0, push.stderr
+    assert "remote: -----> Python app detected" in push.stderr
+    assert "remote: -----> Deployed v1" in push.stderr
+    return repo
+
+
+def test_pushed_app_answers_through_the_router(stack, deployed):
+    response = stack.fetch("hello")
+    assert response.status_code == 200
+    assert response.text == "Hello from v1\n"
+    assert stack.fetch("nobody").status_code == 404
+
+
+def test_code_change_is_served_after_the_push(stack, deployed):
+    write_app(deployed, "Hello from v2")
+    commit(stack, deployed, "second")
+    push = stack.git("push", "slipway", "main", cwd=deployed, check=False)
+    assert push.returncode == 0, push.stderr
+    assert "Using cache" in push.stderr  # the dependency layer was reused
+    assert stack.fetch("hello").text == "Hello from v2\n"
+    builds = stack.slipway("builds", "--app", "hello").stdout.splitlines()
+    assert len(builds) == 2 and all("succeeded" in line for line in builds)
+
+
+def test_config_values_reach_the_app_byte_for_byte(stack, deployed, token):
+    value = "it's \"quoted\"\nsecond line $HOME ${PATH} `id` ünïcødé ✓"
+    response = requests.patch(f"{stack.api_url}/api/v1/apps/hello/config",
+                              json={"GREETING": value}, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    release = response.headers["Slipway-Release"]
+    wait_for(lambda: stack.fetch("hello", "/env/GREETING").content == value.encode(),
+             timeout=60, message="the app to read the new config var")
+    releases = stack.slipway("releases", "--app", "hello").stdout
+    assert f"* {release}" in releases
+    assert stack.fetch("hello").text.startswith("Hello from")
+
+
+def test_broken_push_is_rejected_and_the_old_release_keeps_serving(stack, deployed):
+    before = stack.fetch("hello").text
+    remote_before = stack.git("ls-remote", "slipway", "refs/heads/main", cwd=deployed).stdout
+    (deployed / "requirements.txt").write_text("this-package-does-not-exist-slipway==0.0.1\n")
+    commit(stack, deployed, "broken dependencies")
+    push = stack.git("push", "slipway", "main", cwd=deployed, check=False)
+    assert push.returncode != 0
+    assert "pre-receive hook declined" in push.stderr
+    assert "Push rejected: the running release keeps serving" in push.stderr
+    assert stack.fetch("hello").text == before
+    assert stack.git("ls-remote", "slipway", "refs/heads/main", cwd=deployed).stdout == remote_before
+
+    # Nothing Slipway can build: rejected the same way, with what it looked for.
+    for path in deployed.iterdir():
+        if path.name != ".git":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (deployed / "README").write_text("nothing to build here\n")
+    commit(stack, deployed, "nothing to build")
+    push = stack.git("push", "slipway", "main", cwd=deployed, check=False)
+    assert push.returncode != 0
+    assert "requirements.txt" in push.stderr
+    assert stack.fetch("hello").text == before
+
+
+def test_pushes_need_a_valid_token_and_an_existing_app(stack, deployed, token):
+    base = stack.api_url.replace("http://", "")
+    for url, expected in [
+        (f"http://x:slp_wrong@{base}/git/hello.git", "Authentication failed"),
+        (f"http://x:{token}@{base}/git/nothere.git", "not found"),
+    ]:
+        push = stack.git("push", url, "HEAD:main", cwd=deployed, check=False)
+        assert push.returncode != 0
+        assert expected in push.stderr
+
+
+def test_destroying_an_app_removes_it(stack, deployed):
+    out = stack.slipway("apps:destroy", "--app", "hello", input="wrong\n", check=False)
+    assert out.returncode != 0 and "nothing done" in out.stderr
+    assert stack.fetch("hello").status_code == 200
+    stack.slipway("apps:destroy", "--app", "hello", "--confirm", "hello")
+    wait_for(lambda: stack.fetch("hello").status_code == 404, timeout=10,
+             message="the route to go")
+    client = docker.from_env()
+    assert client.containers.list(all=True, filters={"label": "slipway.app=hello"}) == []
