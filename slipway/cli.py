@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 import requests
+import requests.auth
 
 from slipway.config import get_settings
 
@@ -201,13 +202,23 @@ def images_bootstrap(force: bool, kinds: tuple[str, ...]) -> None:
 # --------------------------------------------------------------------------- client verbs
 
 
+class BearerAuth(requests.auth.AuthBase):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request):
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
 class Client:
     """The REST API, as the CLI uses it."""
 
     def __init__(self, url: str, token: str) -> None:
         self.url = url.rstrip("/")
         self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
+        # An explicit auth object: otherwise requests would send ~/.netrc's basic credentials.
+        self.session.auth = BearerAuth(token)
 
     def request(self, method: str, path: str, **kwargs):
         try:

@@ -26,7 +26,7 @@ def ensure_repo(repos_dir: Path, app: str) -> Path:
             config.set_value("receive", "denyNonFastForwards", "false")
     hook = path / "hooks" / "pre-receive"
     # Stdlib only, isolated: a fast start on every push, whatever the environment.
-    text = f"#!{sys.executable} -I -S\n" + HOOK_SOURCE.read_text()
+    text = f"#!{sys.executable} -IS\n" + HOOK_SOURCE.read_text()
     if not hook.exists() or hook.read_text() != text:
         tmp = hook.with_suffix(".tmp")
         tmp.write_text(text)

@@ -79,12 +79,20 @@ class Stack:
 
     def slipway(self, *args: str, input: str | None = None, cwd: Path | None = None,
                 check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "slipway", *args], env=self.env, text=True,
-                              capture_output=True, input=input, cwd=cwd, check=check)
+        result = subprocess.run([sys.executable, "-m", "slipway", *args], env=self.env,
+                                text=True, capture_output=True, input=input, cwd=cwd)
+        if check and result.returncode != 0:
+            raise AssertionError(f"slipway {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}{result.stderr}")
+        return result
 
     def git(self, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], env=self.env, cwd=cwd, text=True,
-                              capture_output=True, check=check)
+        result = subprocess.run(["git", *args], env=self.env, cwd=cwd, text=True,
+                                capture_output=True)
+        if check and result.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}{result.stderr}")
+        return result
 
     def fetch(self, app: str, path: str = "/") -> requests.Response:
         return requests.get(f"http://127.0.0.1:{self.http_port}{path}",
