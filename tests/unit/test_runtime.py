@@ -1,0 +1,44 @@
+from slipway.platform.runtime import container_spec, network_name
+
+
+def spec(**overrides):
+    args = dict(app="shop", release_id=7, version=3, process="web", image="sha256:abc",
+                command="gunicorn --bind 0.0.0.0:$PORT app:app", env={"A": "it's $x"},
+                port=5000, memory="512m", cpus=1.0, pids=256, labels={"team": "x"}, suffix="f00")
+    args.update(overrides)
+    return container_spec(**args)
+
+
+def test_web_container_spec():
+    assert spec() == {
+        "image": "sha256:abc",
+        "command": ["/bin/sh", "-c", "gunicorn --bind 0.0.0.0:$PORT app:app"],
+        "name": "slipway-shop-web-v3-f00",
+        "environment": {"A": "it's $x", "PORT": "5000"},
+        "labels": {"team": "x", "slipway.managed": "1", "slipway.app": "shop",
+                   "slipway.release": "7", "slipway.process": "web"},
+        "ports": {"5000/tcp": ("127.0.0.1", None)},
+        "network": "slipway-app-shop",
+        "detach": True,
+        "mem_limit": "512m",
+        "nano_cpus": 1_000_000_000,
+        "pids_limit": 256,
+        "security_opt": ["no-new-privileges:true"],
+        "cap_drop": ["ALL"],
+        "restart_policy": {"Name": "unless-stopped"},
+        "init": True,
+        "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+    }
+
+
+def test_image_cmd_runs_when_there_is_no_command():
+    assert spec(command=None)["command"] is None
+
+
+def test_port_cannot_be_overridden_by_config():
+    assert spec(env={"PORT": "1"})["environment"]["PORT"] == "5000"
+
+
+def test_only_web_processes_publish_a_port():
+    assert spec(process="worker")["ports"] == {}
+    assert network_name("shop") == "slipway-app-shop"
