@@ -186,16 +186,19 @@ def images_bootstrap(force: bool, kinds: tuple[str, ...]) -> None:
     """Build local base images from Debian packages (for hosts without a registry)."""
     import tempfile
 
-    from slipway.builder.bootstrap import DEFAULT_KINDS, bootstrap_images
+    from slipway.builder.bootstrap import DEFAULT_KINDS, BootstrapError, bootstrap_images
     from slipway.platform.runtime import docker_client
 
     settings = get_settings()
     with tempfile.TemporaryDirectory(prefix="slipway-bootstrap-") as workdir:
-        built = bootstrap_images(
-            docker_client(), repository=settings.bootstrap_repository,
-            mirror=settings.debian_mirror, workdir=Path(workdir), log=click.echo,
-            force=force, kinds=kinds or DEFAULT_KINDS,
-        )
+        try:
+            built = bootstrap_images(
+                docker_client(), repository=settings.bootstrap_repository,
+                mirror=settings.debian_mirror, workdir=Path(workdir), log=click.echo,
+                force=force, kinds=kinds or DEFAULT_KINDS,
+            )
+        except BootstrapError as exc:
+            raise click.ClickException(exc.message) from exc
     click.echo("Images ready: " + (", ".join(built) or "none built"))
 
 

@@ -6,14 +6,17 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
 
-# Every Docker object a test makes carries this label, so cleanup can find it.
+# Every Docker object a test makes carries this label, so cleanup can find it; the
+# value is this test run's own, so a concurrent run's objects are left alone.
 TEST_LABEL = "slipway.test"
+TEST_RUN = uuid.uuid4().hex[:12]
 
 
 def free_port() -> int:

@@ -58,7 +58,8 @@ def test_malformed_bodies_get_400(client, tokens):
 
 
 def test_taken_names_conflict(client, tokens):
-    assert client.post("/api/v1/apps", json={"name": "shop"}, headers=tokens["ada"]).status_code == 201
+    created = client.post("/api/v1/apps", json={"name": "shop"}, headers=tokens["ada"])
+    assert created.status_code == 201
     response = client.post("/api/v1/apps", json={"name": "shop"}, headers=tokens["bob"])
     assert response.status_code == 409
     assert response.json["error"]["message"] == "App name shop is already taken"

@@ -25,6 +25,17 @@ class BuildPlan:
     own Dockerfile is used as it is). ``processes`` maps Procfile process types
     to shell commands; for a "dockerfile" plan without a Procfile it is empty
     and the image's own CMD runs as ``web``.
+
+    For the python stack: ``installer`` is "pip", "uv", "poetry" or "pipenv";
+    ``dependency_files`` are the repository paths the install reads (copied
+    before the code so the dependency layer survives code-only pushes; for pip
+    the first one is the file given to ``pip install -r``, or "pyproject.toml"
+    for ``pip install .``); ``dependencies`` are PEP 508 requirements read from
+    pyproject.toml's ``[project].dependencies`` and installed as they are;
+    ``install_after_copy`` is true when the install needs the code itself
+    (``-e .``, local paths, dynamic dependencies), which costs a reinstall on
+    every push; ``extra_packages`` are installed too (the server the default
+    web process needs, e.g. gunicorn).
     """
 
     stack: str
@@ -34,3 +45,5 @@ class BuildPlan:
     dependency_files: tuple[str, ...] = ()
     extra_packages: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    dependencies: tuple[str, ...] = ()
+    install_after_copy: bool = False

@@ -13,7 +13,7 @@ import docker
 import requests
 
 from slipway.router.controller import Nginx
-from tests.support import TEST_LABEL, free_port, wait_for
+from tests.support import TEST_LABEL, TEST_RUN, free_port, wait_for
 
 
 class Stack:
@@ -38,7 +38,7 @@ class Stack:
             "SLIPWAY_DRAIN_SECONDS": "0.5",
             "SLIPWAY_STOP_TIMEOUT": "2",
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            "SLIPWAY_LABELS": json.dumps({TEST_LABEL: "1"}),
+            "SLIPWAY_LABELS": json.dumps({TEST_LABEL: TEST_RUN}),
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
             "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com",
@@ -102,7 +102,7 @@ class Stack:
 def cleanup_docker() -> None:
     """Remove every container, network and image the tests labelled."""
     client = docker.from_env()
-    label = {"label": f"{TEST_LABEL}=1"}
+    label = {"label": f"{TEST_LABEL}={TEST_RUN}"}
     for container in client.containers.list(all=True, filters=label, sparse=True):
         try:
             container.remove(force=True, v=True)

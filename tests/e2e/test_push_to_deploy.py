@@ -118,8 +118,8 @@ def test_code_change_is_served_after_the_push(stack, deployed):
 
 def test_config_values_reach_the_app_byte_for_byte(stack, deployed, token):
     value = "it's \"quoted\"\nsecond line $HOME ${PATH} `id` ünïcødé ✓"
-    response = requests.patch(f"{stack.api_url}/api/v1/apps/hello/config",
-                              json={"GREETING": value}, headers={"Authorization": f"Bearer {token}"})
+    response = requests.patch(f"{stack.api_url}/api/v1/apps/hello/config", json={"GREETING": value},
+                              headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     release = response.headers["Slipway-Release"]
     wait_for(lambda: stack.fetch("hello", "/env/GREETING").content == value.encode(),
@@ -139,7 +139,8 @@ def test_broken_push_is_rejected_and_the_old_release_keeps_serving(stack, deploy
     assert "pre-receive hook declined" in push.stderr
     assert "Push rejected: the running release keeps serving" in push.stderr
     assert stack.fetch("hello").text == before
-    assert stack.git("ls-remote", "slipway", "refs/heads/main", cwd=deployed).stdout == remote_before
+    remote_after = stack.git("ls-remote", "slipway", "refs/heads/main", cwd=deployed).stdout
+    assert remote_after == remote_before
 
     # Nothing Slipway can build: rejected the same way, with what it looked for.
     for path in deployed.iterdir():
