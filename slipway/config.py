@@ -8,6 +8,7 @@ machine. ``get_settings()`` is the one way the rest of the code reads them.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
     bootstrap_repository: str = "slipway"
     debian_mirror: str = "http://deb.debian.org/debian"
 
+    # Names this installation's Docker objects, so several can share one engine
+    # (default: derived from SLIPWAY_HOME).
+    instance: str | None = Field(default=None, pattern=r"^[a-z0-9]{1,16}$")
     # Extra labels on every container, network and image Slipway makes (JSON object).
     labels: dict[str, str] = Field(default_factory=dict)
 
@@ -84,6 +88,10 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'slipway.db'}"
+
+    @property
+    def instance_id(self) -> str:
+        return self.instance or hashlib.sha256(str(self.home).encode()).hexdigest()[:8]
 
     @property
     def api_url(self) -> str:

@@ -1,10 +1,15 @@
 """Local base images built from Debian packages, for hosts that reach no registry.
 
-``bootstrap_images`` makes ``{repository}/debian:bookworm`` with debootstrap and
-``docker import``, then builds the runtime images (Python, PostgreSQL, Redis;
-Node later) ``FROM`` it with ``apt-get``. Every image carries the host's CA
-bundle at its own path, because HTTPS to PyPI and npm goes through an
-intercepting proxy on these machines, and the label ``slipway.bootstrap=1``.
+``bootstrap_images`` makes the Debian bases (``{repository}/debian:bookworm``,
+``{repository}/debian:trixie``) with debootstrap and ``docker import``, then builds
+the runtime images (Python 3.11 and 3.13, PostgreSQL, Redis; Node later) ``FROM``
+the base each names, with ``apt-get``. Every image carries the host's CA bundle at
+its own path, because HTTPS to PyPI and npm goes through an intercepting proxy on
+these machines, and the label ``slipway.bootstrap=1``.
+
+Kinds are asked for by name (``python3.11``, ``python3.13``, ``postgres``,
+``redis``) or by image name, which means every kind of that image (``python``
+is both Python images).
 
 This is a plain library: it takes a Docker client and returns tags. It does
 not read Slipway's settings; the CLI passes them in.
@@ -46,10 +51,10 @@ CA_ENV_VARS = (
     "npm_config_cafile",
 )
 
-SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
-DEFAULT_KINDS = ("python",)
+# What `slipway images bootstrap` and install.sh build when no kind is named.
+DEFAULT_KINDS = ("python3.11", "python3.13")
 
 Log = Callable[[str], None]
 
@@ -63,38 +68,73 @@ class BootstrapError(Exception):
 
 
 @dataclass(frozen=True)
-class ImageKind:
-    """One runtime image built ``FROM`` the Debian base.
+class DebianBase:
+    """A Debian release made with debootstrap and imported as ``{repository}/debian:{suite}``.
 
+    Its apt sources are ``suite``, ``suite-updates`` and ``suite-security``.
+    """
+
+    suite: str
+
+    def reference(self, repository: str) -> str:
+        return f"{repository}/debian:{self.suite}"
+
+
+BOOKWORM = DebianBase("bookworm")
+TRIXIE = DebianBase("trixie")
+
+
+@dataclass(frozen=True)
+class ImageKind:
+    """One runtime image, built ``FROM`` the Debian base ``base``.
+
+    ``name`` is what ``--kind`` takes; the image is ``{repository}/{image}:{tag}``.
     ``dockerfile`` is the body after the ``FROM`` line; ``files`` are put in
     the build context next to it (name -> content).
     """
 
     name: str
+    image: str
     tag: str
+    base: DebianBase
     dockerfile: str
     files: dict[str, str] = field(default_factory=dict)
 
     def reference(self, repository: str) -> str:
-        return f"{repository}/{self.name}:{self.tag}"
+        return f"{repository}/{self.image}:{self.tag}"
 
 
 _APT_CLEAN = "apt-get clean && rm -rf /var/lib/apt/lists/*"
 
-PYTHON = ImageKind(
-    name="python",
-    tag="3.11",
-    # python-is-python3 makes `python` work as in the official images. The
-    # EXTERNALLY-MANAGED marker goes so `pip install` outside a venv behaves as
-    # in python:*-slim, which is what app Dockerfiles written for it expect.
-    dockerfile=f"""\
+
+def _python_kind(version: str, base: DebianBase) -> ImageKind:
+    """Debian's python3 on ``base``, which must be Python ``version`` (checked in the build).
+
+    python-is-python3 makes `python` work as in the official images. The
+    EXTERNALLY-MANAGED marker goes so `pip install` outside a venv behaves as in
+    python:*-slim, which is what app Dockerfiles written for it expect.
+    """
+    check = ('import sys; v = "%d.%d" % sys.version_info[:2]; '
+             f'sys.exit(v != "{version}" and f"python3 is {{v}}, this image is {version}")')
+    return ImageKind(
+        name=f"python{version}",
+        image="python",
+        tag=version,
+        base=base,
+        dockerfile=f"""\
 RUN apt-get update \\
  && apt-get install -y python3 python3-venv python3-pip python-is-python3 \\
+ && python3 -c '{check}' \\
  && rm -f /usr/lib/python3.*/EXTERNALLY-MANAGED \\
  && {_APT_CLEAN}
 CMD ["python3"]
 """,
-)
+    )
+
+
+PYTHON_3_11 = _python_kind("3.11", BOOKWORM)
+PYTHON_3_13 = _python_kind("3.13", TRIXIE)
+PYTHON = PYTHON_3_11  # the first Python image; kept for existing imports
 
 # Same interface as the official postgres image: POSTGRES_PASSWORD (required),
 # POSTGRES_USER (default postgres), POSTGRES_DB (default the user), PGDATA.
@@ -139,7 +179,9 @@ exec setpriv --reuid=postgres --regid=postgres --init-groups \\
 
 POSTGRES = ImageKind(
     name="postgres",
+    image="postgres",
     tag="15",
+    base=BOOKWORM,
     # postgresql-common first, so no "main" cluster is made at install time.
     dockerfile=f"""\
 RUN apt-get update \\
@@ -177,7 +219,9 @@ exec "$@"
 
 REDIS = ImageKind(
     name="redis",
+    image="redis",
     tag="7",
+    base=BOOKWORM,
     dockerfile=f"""\
 RUN apt-get update \\
  && apt-get install -y redis-server \\
@@ -194,11 +238,43 @@ CMD ["redis-server"]
 )
 
 # "node" (Debian's nodejs + npm) comes with Node support: add it here.
-KINDS: dict[str, ImageKind] = {kind.name: kind for kind in (PYTHON, POSTGRES, REDIS)}
+KINDS: dict[str, ImageKind] = {
+    kind.name: kind for kind in (PYTHON_3_11, PYTHON_3_13, POSTGRES, REDIS)
+}
 
 
-def debian_reference(repository: str) -> str:
-    return f"{repository}/debian:{SUITE}"
+def kind_choices() -> list[str]:
+    """Every name ``resolve_kinds`` accepts: kind names and image names."""
+    return sorted(set(KINDS) | {kind.image for kind in KINDS.values()})
+
+
+def resolve_kinds(names: Iterable[str]) -> list[ImageKind]:
+    """The kinds ``names`` ask for, in order, each once.
+
+    A name is a kind's name ("python3.13") or an image name, which stands for
+    every kind of that image ("python": 3.11 and 3.13). Raises ``BootstrapError``
+    for a name that is neither.
+    """
+    resolved: dict[str, ImageKind] = {}
+    unknown: list[str] = []
+    for name in names:
+        if name in KINDS:
+            matches = [KINDS[name]]
+        else:
+            matches = [kind for kind in KINDS.values() if kind.image == name]
+        if not matches:
+            unknown.append(name)
+        for kind in matches:
+            resolved.setdefault(kind.name, kind)
+    if unknown:
+        raise BootstrapError(
+            f"unknown image kind {', '.join(unknown)}; known: {', '.join(kind_choices())}"
+        )
+    return list(resolved.values())
+
+
+def debian_reference(repository: str, suite: str = BOOKWORM.suite) -> str:
+    return DebianBase(suite).reference(repository)
 
 
 def bootstrap_images(
@@ -213,48 +289,50 @@ def bootstrap_images(
     kinds: Sequence[str] = DEFAULT_KINDS,
     ca_bundle: Path = HOST_CA_BUNDLE,
 ) -> list[str]:
-    """Make sure the Debian base and the images named in ``kinds`` exist locally.
+    """Make sure the images named in ``kinds`` (see ``resolve_kinds``) and the
+    Debian bases they are built from exist locally.
 
     An image is skipped when it exists, unless ``force`` is set or it was
-    bootstrapped with a CA bundle other than ``ca_bundle``; when the base is
-    rebuilt, every requested image is rebuilt on top of it. ``workdir`` holds
-    the debootstrap root file system and build contexts while they are needed
-    (a few hundred MB); it must exist.
+    bootstrapped with a CA bundle other than ``ca_bundle``; when a base is
+    rebuilt, every requested image on it is rebuilt on top of it. ``workdir``
+    holds the debootstrap root file system and build contexts while they are
+    needed (a few hundred MB); it must exist.
 
     Returns the references of the images built by this call, in build order.
     Raises ``BootstrapError`` for an unknown kind, a missing tool or CA
     bundle, or a failed debootstrap, import or build.
     """
-    unknown = [kind for kind in kinds if kind not in KINDS]
-    if unknown:
-        raise BootstrapError(
-            f"unknown image kind {', '.join(unknown)}; known: {', '.join(sorted(KINDS))}"
-        )
+    wanted = resolve_kinds(kinds)
     if not ca_bundle.is_file():
         raise BootstrapError(f"no CA bundle at {ca_bundle} (install ca-certificates)")
     ca_digest = hashlib.sha256(ca_bundle.read_bytes()).hexdigest()
     labels = {BOOTSTRAP_LABEL: "1", CA_LABEL: ca_digest}
 
     built: list[str] = []
-    base = debian_reference(repository)
-    rebuild_all = force or _needs_build(client, base, ca_digest, log)
-    if rebuild_all:
+    rebuilt_bases: set[DebianBase] = set()
+    for debian in dict.fromkeys(kind.base for kind in wanted):
+        base = debian.reference(repository)
+        if not force and not _needs_build(client, base, ca_digest, log):
+            continue
         started = time.monotonic()
         build_debian_base(
-            client, base, mirror=mirror, security_mirror=security_mirror,
-            workdir=workdir, log=log, ca_bundle=ca_bundle, labels=labels,
+            client, base, suite=debian.suite, mirror=mirror,
+            security_mirror=security_mirror, workdir=workdir, log=log,
+            ca_bundle=ca_bundle, labels=labels,
         )
         log(f"built {base} in {time.monotonic() - started:.1f}s")
         built.append(base)
+        rebuilt_bases.add(debian)
 
-    for name in kinds:
-        kind = KINDS[name]
+    for kind in wanted:
         reference = kind.reference(repository)
-        if not rebuild_all and not _needs_build(client, reference, ca_digest, log):
+        if kind.base not in rebuilt_bases and not _needs_build(
+            client, reference, ca_digest, log
+        ):
             continue
         started = time.monotonic()
-        build_kind(client, kind, base=base, reference=reference, workdir=workdir,
-                   log=log, labels=labels)
+        build_kind(client, kind, base=kind.base.reference(repository), reference=reference,
+                   workdir=workdir, log=log, labels=labels)
         log(f"built {reference} in {time.monotonic() - started:.1f}s")
         built.append(reference)
     return built
@@ -279,6 +357,7 @@ def build_debian_base(
     client: docker.DockerClient,
     reference: str,
     *,
+    suite: str,
     mirror: str,
     security_mirror: str,
     workdir: Path,
@@ -286,7 +365,7 @@ def build_debian_base(
     ca_bundle: Path,
     labels: dict[str, str],
 ) -> None:
-    """debootstrap a minimal bookworm into ``workdir``, prepare it and import it.
+    """debootstrap a minimal Debian ``suite`` into ``workdir``, prepare it and import it.
 
     Raises ``BootstrapError`` when debootstrap is missing or fails, when not
     run as root (debootstrap needs it), or when Docker refuses the import.
@@ -297,14 +376,20 @@ def build_debian_base(
     if os.geteuid() != 0:
         raise BootstrapError("building the Debian base image needs root (debootstrap)")
 
-    rootfs = workdir / f"rootfs-{SUITE}"
+    script = Path("/usr/share/debootstrap/scripts") / suite
+    if not script.exists():
+        raise BootstrapError(
+            f"this debootstrap does not know Debian {suite} (no {script}); upgrade debootstrap"
+        )
+
+    rootfs = workdir / f"rootfs-{suite}"
     _remove_rootfs(rootfs)
     try:
         started = time.monotonic()
-        log(f"debootstrap --variant=minbase {SUITE} from {mirror}")
-        _run_logged([debootstrap, "--variant=minbase", SUITE, str(rootfs), mirror], log)
+        log(f"debootstrap --variant=minbase {suite} from {mirror}")
+        _run_logged([debootstrap, "--variant=minbase", suite, str(rootfs), mirror], log)
         log(f"debootstrap finished in {time.monotonic() - started:.1f}s")
-        prepare_rootfs(rootfs, mirror=mirror, security_mirror=security_mirror,
+        prepare_rootfs(rootfs, suite=suite, mirror=mirror, security_mirror=security_mirror,
                        ca_bundle=ca_bundle)
         log(f"importing {reference}")
         _import_rootfs(client, rootfs, reference, import_changes(labels))
@@ -321,12 +406,14 @@ def import_changes(labels: dict[str, str]) -> list[str]:
     return changes
 
 
-def prepare_rootfs(rootfs: Path, *, mirror: str, security_mirror: str, ca_bundle: Path) -> None:
-    """Make a debootstrapped tree behave like a container base image.
+def prepare_rootfs(rootfs: Path, *, suite: str, mirror: str, security_mirror: str,
+                   ca_bundle: Path) -> None:
+    """Make a debootstrapped tree of Debian ``suite`` behave like a container base image.
 
     Package scripts must not start services, apt installs no recommends and
-    cleans up after itself, dpkg skips docs, man pages and locales, and the
-    host's CA bundle is trusted by the tools that take one from the environment.
+    cleans up after itself, dpkg skips docs, man pages and locales, apt reads
+    the release, its updates and its security suite, and the host's CA bundle
+    is trusted by the tools that take one from the environment.
     """
     policy = rootfs / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\n# No services start inside image builds.\nexit 101\n")
@@ -369,10 +456,11 @@ def prepare_rootfs(rootfs: Path, *, mirror: str, security_mirror: str, ca_bundle
                 if path.name != "copyright":
                     _remove(path)
 
-    (rootfs / "etc/apt/sources.list").write_text(
-        f"deb {mirror} {SUITE} main\n"
-        f"deb {mirror} {SUITE}-updates main\n"
-        f"deb {security_mirror} {SUITE}-security main\n"
+    # deb822, as in Debian's own container images; both apt 2.6 (bookworm) and
+    # apt 3.0 (trixie) read it. debootstrap's one-line sources.list goes.
+    _remove(rootfs / "etc/apt/sources.list")
+    (rootfs / "etc/apt/sources.list.d/debian.sources").write_text(
+        apt_sources(suite, mirror=mirror, security_mirror=security_mirror)
     )
     bundle = rootfs / IMAGE_CA_BUNDLE.lstrip("/")
     bundle.parent.mkdir(parents=True, exist_ok=True)
@@ -382,6 +470,17 @@ def prepare_rootfs(rootfs: Path, *, mirror: str, security_mirror: str, ca_bundle
     for name in ("etc/hostname", "etc/resolv.conf"):
         _remove(rootfs / name)
     (rootfs / "etc/resolv.conf").write_text("")
+
+
+def apt_sources(suite: str, *, mirror: str, security_mirror: str) -> str:
+    """The deb822 apt sources of a Debian ``suite`` image: release, updates, security."""
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    return (
+        f"Types: deb\nURIs: {mirror}\nSuites: {suite} {suite}-updates\n"
+        f"Components: main\nSigned-By: {keyring}\n\n"
+        f"Types: deb\nURIs: {security_mirror}\nSuites: {suite}-security\n"
+        f"Components: main\nSigned-By: {keyring}\n"
+    )
 
 
 def _host_apt_trust() -> str:
@@ -536,8 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mirror", default=DEFAULT_MIRROR)
     parser.add_argument("--security-mirror", default=DEFAULT_SECURITY_MIRROR)
     parser.add_argument("--force", action="store_true", help="rebuild images that exist")
-    parser.add_argument("--kind", dest="kinds", action="append", choices=sorted(KINDS),
-                        help=f"image to build (repeatable; default: {', '.join(DEFAULT_KINDS)})")
+    parser.add_argument("--kind", dest="kinds", action="append", choices=kind_choices(),
+                        help="image to build (repeatable; an image name such as python means "
+                             f"all its versions; default: {', '.join(DEFAULT_KINDS)})")
     parser.add_argument("--if-no-registry", action="store_true",
                         help="do nothing when the Docker engine can reach a registry")
     args = parser.parse_args(argv)

@@ -66,7 +66,7 @@ def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> l
     found ``building`` (its worker died) is marked failed. Returns the ids of the
     containers the new release replaced, for the caller to retire.
     """
-    from slipway.platform.deploy import deploy_release  # deploy imports routing, docker
+    from slipway.platform.deploy import app_lock, deploy_release  # these import docker
 
     log = LogWriter(redis_client, build_log_key(build_id))
     with session_scope(settings.database) as session:
@@ -87,7 +87,12 @@ def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> l
         timings: dict[str, float] = {}
         old: list[str] = []
         workdir = Path(tempfile.mkdtemp(prefix=f"slipway-build-{build_id}-"))
+        lock = app_lock(redis_client, settings, app.name)
         try:
+            if not lock.acquire(blocking=False):
+                log.step(f"Waiting for the deploy in progress on {app.name} to finish")
+                if not lock.acquire():
+                    raise SlipwayError("Another deploy of this app did not finish in time")
             started = time.monotonic()
             with tarfile.open(source_archive(settings, build_id)) as archive:
                 archive.extractall(workdir, filter="data")
@@ -109,8 +114,8 @@ def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> l
                 for note in notes:
                     log(f"       {note}")
             log.step("Building image")
-            tag = f"slipway-app/{app.name}:build-{build.id}"
-            labels = {**settings.labels, runtime.LABEL_MANAGED: "1", runtime.LABEL_APP: app.name}
+            tag = f"slipway-app/{app.name}:{settings.instance_id}-{build.id}"
+            labels = runtime.object_labels(settings.instance_id, app.name, settings.labels)
             image_id = build_image(
                 client, workdir, plan, base_image=base_image or "", tag=tag, labels=labels,
                 log=log, timeout=settings.build_timeout,
@@ -144,6 +149,8 @@ def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> l
             logger.exception("build %s failed", build_id)
             _failed(build, log, f"Internal error during the build: {type(exc).__name__}")
         finally:
+            if lock.owned():
+                lock.release()
             shutil.rmtree(workdir, ignore_errors=True)
             source_archive(settings, build_id).unlink(missing_ok=True)
             build.timings = {k: round(v, 3) for k, v in timings.items()}

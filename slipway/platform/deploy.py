@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import redis
+import redis.lock
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
@@ -37,8 +38,9 @@ def deploy_release(
     session.commit()
 
     started = time.monotonic()
-    runtime.ensure_network(client, app.name, settings.labels)
+    runtime.ensure_network(client, settings.instance_id, app.name, settings.labels)
     spec = runtime.container_spec(
+        instance=settings.instance_id,
         app=app.name,
         release_id=release.id,
         version=release.version,
@@ -69,7 +71,7 @@ def deploy_release(
         raise
 
     previous_release_id = app.current_release_id
-    old = [c["Id"] for c in runtime.app_containers(client, app.name, all=True)
+    old = [c["Id"] for c in runtime.app_containers(client, settings.instance_id, app.name, all=True)
            if c["Id"] != container_id]
     app.current_release_id = release.id
     release.status = ReleaseStatus.SUCCEEDED
@@ -87,6 +89,14 @@ def deploy_release(
     timings["route"] = time.monotonic() - started
     log(f"       Web process healthy in {timings['health']:.2f} s, route switched")
     return old, timings
+
+
+def app_lock(redis_client: redis.Redis, settings: Settings, app: str) -> redis.lock.Lock:
+    """One build or deploy of an app at a time; others wait. Expires if its holder dies."""
+    return redis_client.lock(
+        f"slipway:{settings.instance_id}:deploy:{app}", timeout=settings.build_timeout + 300,
+        blocking_timeout=settings.build_timeout + 300,
+    )
 
 
 def _fail(session: Session, release: Release, message: str) -> None:

@@ -52,14 +52,15 @@ def destroy_app(session: Session, settings: Settings, app: App) -> None:
     session.commit()
     session.delete(app)
     session.commit()
-    for container in runtime.app_containers(client, name, all=True):
+    for container in runtime.app_containers(client, settings.instance_id, name, all=True):
         runtime.remove(client, container["Id"], stop_timeout=settings.stop_timeout)
     try:
         routing.sync_routes(session, client, connect(settings.redis_url), settings)
     except RouterError as exc:
         logger.warning("route removal for %s not confirmed: %s", name, exc.message)
-    for network in client.networks.list(names=[runtime.network_name(name)]):
+    for network in client.networks.list(names=[runtime.network_name(settings.instance_id, name)]):
         network.remove()
-    for image in client.images.list(filters={"label": f"{runtime.LABEL_APP}={name}"}):
+    labels = runtime.object_labels(settings.instance_id, name, {})
+    for image in client.images.list(filters={"label": [f"{k}={v}" for k, v in labels.items()]}):
         client.images.remove(image.id, force=True)
     repos.delete_repo(settings.repos_dir, name)

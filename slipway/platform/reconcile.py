@@ -33,7 +33,7 @@ def reconcile(settings: Settings) -> None:
     redis_client = connect(settings.redis_url)
     with session_scope(settings.database) as session:
         apps = {app.name: app for app in session.scalars(select(App))}
-        containers = runtime.app_containers(client, all=True)
+        containers = runtime.app_containers(client, settings.instance_id, all=True)
         now = dt.datetime.now(dt.UTC).timestamp()
         for container in containers:
             labels = container["Labels"]
@@ -48,7 +48,7 @@ def reconcile(settings: Settings) -> None:
 
         running = {
             (c["Labels"].get(runtime.LABEL_APP), c["Labels"].get(runtime.LABEL_RELEASE))
-            for c in runtime.app_containers(client, process="web")
+            for c in runtime.app_containers(client, settings.instance_id, process="web")
         }
         for app in apps.values():
             if app.current_release is None:

@@ -27,7 +27,7 @@ def current_routes(
         )
     }
     upstreams: dict[str, list[str]] = {name: [] for name in releases}
-    for container in runtime.app_containers(client, process="web"):
+    for container in runtime.app_containers(client, settings.instance_id, process="web"):
         labels = container["Labels"]
         name = labels.get(runtime.LABEL_APP)
         if name not in releases or labels.get(runtime.LABEL_RELEASE) != str(releases[name]):

@@ -16,7 +16,7 @@ from docker.errors import APIError, DockerException, NotFound
 
 from slipway.platform.errors import DeployFailed
 
-LABEL_MANAGED = "slipway.managed"
+LABEL_INSTANCE = "slipway.instance"
 LABEL_APP = "slipway.app"
 LABEL_RELEASE = "slipway.release"
 LABEL_PROCESS = "slipway.process"
@@ -27,12 +27,18 @@ def docker_client() -> docker.DockerClient:
     return docker.from_env(timeout=120)
 
 
-def network_name(app: str) -> str:
-    return f"slipway-app-{app}"
+def network_name(instance: str, app: str) -> str:
+    return f"slipway-{instance}-{app}"
+
+
+def object_labels(instance: str, app: str, extra: dict[str, str]) -> dict[str, str]:
+    """The labels of every Docker object made for ``app`` by this installation."""
+    return {**extra, LABEL_INSTANCE: instance, LABEL_APP: app}
 
 
 def container_spec(
     *,
+    instance: str,
     app: str,
     release_id: int,
     version: int,
@@ -55,14 +61,12 @@ def container_spec(
         "name": f"slipway-{app}-{process}-v{version}-{suffix}",
         "environment": {**env, "PORT": str(port)},
         "labels": {
-            **labels,
-            LABEL_MANAGED: "1",
-            LABEL_APP: app,
+            **object_labels(instance, app, labels),
             LABEL_RELEASE: str(release_id),
             LABEL_PROCESS: process,
         },
         "ports": {f"{port}/tcp": ("127.0.0.1", None)} if process == "web" else {},
-        "network": network_name(app),
+        "network": network_name(instance, app),
         "detach": True,
         "mem_limit": memory,
         "nano_cpus": int(cpus * 1e9),
@@ -75,12 +79,14 @@ def container_spec(
     }
 
 
-def ensure_network(client: docker.DockerClient, app: str, labels: dict[str, str]) -> None:
-    name = network_name(app)
+def ensure_network(
+    client: docker.DockerClient, instance: str, app: str, labels: dict[str, str]
+) -> None:
+    name = network_name(instance, app)
     if not client.networks.list(names=[name]):
         try:
             client.networks.create(
-                name, driver="bridge", labels={**labels, LABEL_MANAGED: "1", LABEL_APP: app}
+                name, driver="bridge", labels=object_labels(instance, app, labels)
             )
         except APIError as exc:
             if exc.status_code != 409:  # made by a concurrent deploy
@@ -155,11 +161,11 @@ def last_logs(client: docker.DockerClient, container_id: str, lines: int = 20) -
 
 
 def app_containers(
-    client: docker.DockerClient, app: str | None = None, *, process: str | None = None,
-    all: bool = False,
+    client: docker.DockerClient, instance: str, app: str | None = None, *,
+    process: str | None = None, all: bool = False,
 ) -> list[dict]:
-    """Slipway's containers, as the Docker API lists them (labels, state, ports)."""
-    filters = [f"{LABEL_MANAGED}=1"]
+    """This installation's containers, as the Docker API lists them (labels, state, ports)."""
+    filters = [f"{LABEL_INSTANCE}={instance}"]
     if app:
         filters.append(f"{LABEL_APP}={app}")
     if process:

@@ -8,7 +8,7 @@ from slipway.config import get_settings
 from slipway.platform import builds, reconcile, runtime
 from slipway.platform.celery_app import celery
 from slipway.platform.db import session_scope
-from slipway.platform.deploy import deploy_release
+from slipway.platform.deploy import app_lock, deploy_release
 from slipway.platform.errors import DeployFailed
 from slipway.platform.logstream import connect
 from slipway.platform.models import Release, ReleaseStatus
@@ -31,11 +31,16 @@ def deploy(release_id: int) -> None:
         release = session.get(Release, release_id)
         if release is None or release.status != ReleaseStatus.PENDING:
             return
+        redis_client = connect(settings.redis_url)
         try:
-            old, _ = deploy_release(
-                session, settings, connect(settings.redis_url), release,
-                lambda line: logger.info("%s: %s", release.app.name, line),
-            )
+            with app_lock(redis_client, settings, release.app.name):
+                session.refresh(release)
+                if release.status != ReleaseStatus.PENDING:
+                    return
+                old, _ = deploy_release(
+                    session, settings, redis_client, release,
+                    lambda line: logger.info("%s: %s", release.app.name, line),
+                )
         except DeployFailed as exc:
             logger.warning("release %s failed: %s", release_id, exc.message)
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 
 from flask import Blueprint, Response, request, stream_with_context
@@ -148,12 +149,17 @@ def hook_build(name: str):
     app = session.query(App).filter_by(name=name).one_or_none()
     if app is None:
         raise NotFound(f"No app named {name}")
+    # The whole revision first: a push cut off mid-upload leaves no build behind.
+    s.builds_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=s.builds_dir, suffix=".upload", delete=False) as out:
+        try:
+            shutil.copyfileobj(request.stream, out, CHUNK)
+        except BaseException:
+            os.unlink(out.name)
+            raise
     build = build_service.create_build(session, app, commit=commit, user_id=claims.get("user"))
     session.commit()
-    archive = build_service.source_archive(s, build.id)
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    with open(archive, "wb") as out:
-        shutil.copyfileobj(request.stream, out, CHUNK)
+    os.replace(out.name, build_service.source_archive(s, build.id))
     tasks.build.delay(build.id)
     build_id = build.id
     session.close()

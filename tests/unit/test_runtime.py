@@ -2,7 +2,8 @@ from slipway.platform.runtime import container_spec, network_name
 
 
 def spec(**overrides):
-    args = dict(app="shop", release_id=7, version=3, process="web", image="sha256:abc",
+    args = dict(instance="i1", app="shop", release_id=7, version=3, process="web",
+                image="sha256:abc",
                 command="gunicorn --bind 0.0.0.0:$PORT app:app", env={"A": "it's $x"},
                 port=5000, memory="512m", cpus=1.0, pids=256, labels={"team": "x"}, suffix="f00")
     args.update(overrides)
@@ -15,10 +16,10 @@ def test_web_container_spec():
         "command": ["/bin/sh", "-c", "gunicorn --bind 0.0.0.0:$PORT app:app"],
         "name": "slipway-shop-web-v3-f00",
         "environment": {"A": "it's $x", "PORT": "5000"},
-        "labels": {"team": "x", "slipway.managed": "1", "slipway.app": "shop",
+        "labels": {"team": "x", "slipway.instance": "i1", "slipway.app": "shop",
                    "slipway.release": "7", "slipway.process": "web"},
         "ports": {"5000/tcp": ("127.0.0.1", None)},
-        "network": "slipway-app-shop",
+        "network": "slipway-i1-shop",
         "detach": True,
         "mem_limit": "512m",
         "nano_cpus": 1_000_000_000,
@@ -41,4 +42,4 @@ def test_port_cannot_be_overridden_by_config():
 
 def test_only_web_processes_publish_a_port():
     assert spec(process="worker")["ports"] == {}
-    assert network_name("shop") == "slipway-app-shop"
+    assert network_name("i1", "shop") == "slipway-i1-shop"

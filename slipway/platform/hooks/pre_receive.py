@@ -41,13 +41,18 @@ def deploy(rev, ref):
         if response.status != 200:
             say(" !     " + response.read().decode(errors="replace").strip())
             return False
-        status = "failed"
-        for raw in response:
-            line = raw.decode(errors="replace").rstrip("\n")
-            if line.startswith(STATUS_PREFIX):
-                status = line[len(STATUS_PREFIX):]
-            else:
-                say(line)
+        status = None
+        try:
+            for raw in response:
+                line = raw.decode(errors="replace").rstrip("\n")
+                if line.startswith(STATUS_PREFIX):
+                    status = line[len(STATUS_PREFIX):]
+                else:
+                    say(line)
+        except (OSError, http.client.HTTPException) as exc:
+            say(f" !     Lost the connection to Slipway: {exc}")
+        if status is None:
+            say(" !     The build log ended early; `slipway builds` shows how the build ended")
         return status == "succeeded"
 
 
