@@ -1,0 +1,228 @@
+"""Render the Dockerfile for a python plan (pure: plan in, text out).
+
+Layout, and why:
+
+- Everything that does not depend on the code comes first (FROM, LABEL, ENV,
+  the user, the virtualenv, WORKDIR), then the dependency files are copied and
+  installed, and the code ``COPY . .`` is the last instruction. A push that
+  changes only code then reuses every layer but the last; the legacy builder
+  makes one container per step, so any step after the code copy would cost
+  time on every push.
+- Dependencies go into a virtualenv at /app/.venv made with ``python3 -m
+  venv``, which works with Debian's python3 and the official images alike.
+  Installs run as root, so the app cannot rewrite its own dependencies; the
+  app runs as uid 10001 and owns /app, so it may write to its directory, as on
+  Heroku's ephemeral filesystem.
+- A pyproject.toml project without a lock file has its [project].dependencies
+  installed by name before the code is copied (``pip install .`` would need
+  the code, and reinstall on every push); the project itself is not installed,
+  as uv's ``--no-install-project`` and Poetry's ``--no-root`` do. Only when
+  the dependencies are dynamic, or requirements.txt installs a local path,
+  does the install run after the code copy: correctness over speed.
+- Values from the plan reach the Dockerfile only as JSON-form arguments or
+  escaped double-quoted strings; process commands never do (the runtime runs
+  them with /bin/sh -c).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+
+from slipway.builder.plan import BuildError, BuildPlan
+
+APP_DIR = "/app"
+VENV = "/app/.venv"
+APP_UID = 10001
+# Written out in full rather than "$PATH": images made with `docker import`
+# carry no PATH in their config, and "$PATH" would expand to nothing.
+PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PIP = f"{VENV}/bin/pip"
+
+# Docker image references: registry/name:tag@digest, no spaces or quotes.
+_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*\Z")
+# Docker keeps \n inside a quoted LABEL value as the two characters "\" "n":
+# a control character cannot be written faithfully, so it is refused.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# What extra_packages may hold: a distribution name with optional extras and
+# version specifier ("gunicorn", "uvicorn[standard]>=0.30").
+_PACKAGE_RE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]*\])?([<>=!~]=?[A-Za-z0-9.*+!,<>=~-]+)?\Z"
+)
+_DEPENDENCY_RE = re.compile(r"^[A-Za-z0-9][^\x00-\x1f\x7f]*\Z")
+_PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+@=-]*(/[A-Za-z0-9_][A-Za-z0-9._+@=-]*)*\Z")
+
+HEADER = """\
+# Rendered by Slipway for a Python app; it is not part of the app's files.
+# Dependencies are installed before the code is copied, so a push that changes
+# only code reuses every layer but the last.
+"""
+
+ENV = f"""\
+ENV PYTHONUNBUFFERED=1 \\
+    PYTHONDONTWRITEBYTECODE=1 \\
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \\
+    PIP_NO_CACHE_DIR=1 \\
+    PIP_PROGRESS_BAR=off \\
+    VIRTUAL_ENV={VENV} \\
+    PATH={PATH}
+"""
+
+SETUP = f"""\
+RUN useradd --uid {APP_UID} --user-group --home-dir {APP_DIR} --no-create-home \\
+        --shell /usr/sbin/nologin app \\
+ && install -d -o {APP_UID} -g {APP_UID} {APP_DIR} \\
+ && python3 -m venv {VENV}
+WORKDIR {APP_DIR}
+"""
+
+# Lock-file installers run from a throwaway virtualenv under /tmp, export the
+# locked versions to a requirements file (reading only the lock: no
+# resolution), and pip installs that: one network client (pip, which honours
+# the image's PIP_CERT) for every installer.
+UV = f"""\
+RUN python3 -m venv /tmp/uv \\
+ && /tmp/uv/bin/pip install --quiet uv \\
+ && /tmp/uv/bin/uv export --quiet --frozen --no-dev --no-hashes --no-emit-project \\
+        --output-file /tmp/requirements.txt \\
+ && {PIP} install -r /tmp/requirements.txt \\
+ && rm -rf /tmp/uv /tmp/requirements.txt
+"""
+
+PIPENV = f"""\
+RUN python3 -m venv /tmp/pipenv \\
+ && /tmp/pipenv/bin/pip install --quiet pipenv \\
+ && PIPENV_VERBOSITY=-1 /tmp/pipenv/bin/pipenv requirements > /tmp/requirements.txt \\
+ && {PIP} install -r /tmp/requirements.txt \\
+ && rm -rf /tmp/pipenv /tmp/requirements.txt
+"""
+
+# Poetry exports rather than installs: `poetry install` asks the index about
+# every locked package again (PyPI's JSON API, which some proxies do not
+# serve), while `poetry export` only reads poetry.lock. Without a lock, Poetry
+# has to resolve first (`poetry lock`).
+POETRY = f"""\
+RUN python3 -m venv /tmp/poetry \\
+ && /tmp/poetry/bin/pip install --quiet poetry poetry-plugin-export \\
+{{lock}} && POETRY_CACHE_DIR=/tmp/poetry-cache /tmp/poetry/bin/poetry export --only main \\
+        --without-hashes --format requirements.txt --output /tmp/requirements.txt \\
+ && {PIP} install -r /tmp/requirements.txt \\
+ && rm -rf /tmp/poetry /tmp/poetry-cache /tmp/requirements.txt
+"""
+POETRY_LOCK = """\
+ && POETRY_CACHE_DIR=/tmp/poetry-cache /tmp/poetry/bin/poetry lock --no-interaction \\
+"""
+
+
+def render_dockerfile(plan: BuildPlan, base_image: str, labels: dict[str, str]) -> str:
+    """The Dockerfile text for a python ``plan`` built ``FROM base_image``.
+
+    ``labels`` become a LABEL instruction, escaped for Docker's quoting. The
+    code ``COPY`` is the last instruction unless ``plan.install_after_copy``.
+    Raises BuildError for a base image name, label, package or file name that
+    cannot be written safely, and ValueError for a plan that is not python.
+    """
+    if plan.stack != "python":
+        raise ValueError(f"render_dockerfile renders python plans, not {plan.stack!r}")
+    if not _IMAGE_RE.match(base_image):
+        raise BuildError(f"Invalid base image name {base_image!r}")
+    for package in plan.extra_packages:
+        if not _PACKAGE_RE.match(package):
+            raise BuildError(f"Invalid package name {package!r}")
+    for dependency in plan.dependencies:
+        if not _DEPENDENCY_RE.match(dependency):
+            raise BuildError(f"Invalid dependency {dependency!r}")
+
+    parts = [HEADER, f"FROM {base_image}\n"]
+    if labels:
+        parts.append(_label_instruction(labels))
+    parts += [ENV, SETUP]
+
+    install = _install(plan)
+    chown = f"--chown={APP_UID}:{APP_UID}"
+    if plan.install_after_copy:
+        # The install reads the code (-e ., local paths, a dynamic
+        # [project]): correctness over speed, it reruns on every push.
+        parts += [f"COPY {chown} . .\n", *install, f"USER {APP_UID}\n"]
+    else:
+        parts += [*_copy_dependency_files(plan), *install, f"USER {APP_UID}\n"]
+        parts.append(f"COPY {chown} . .\n")
+    return "".join(parts)
+
+
+def _install(plan: BuildPlan) -> list[str]:
+    """The RUN instructions that install dependencies and extra packages."""
+    extra = list(plan.extra_packages)
+    if plan.installer == "pip":
+        if plan.dependencies:
+            args = [*plan.dependencies, *extra]
+        elif plan.dependency_files[:1] == ("pyproject.toml",):
+            args = [".", *extra]
+        elif plan.dependency_files:
+            args = ["-r", _checked_path(plan.dependency_files[0]), *extra]
+        else:
+            args = extra
+        return [_run_exec([PIP, "install", *args])] if args else []
+    locked = "poetry.lock" in plan.dependency_files
+    tools = {
+        "uv": UV,
+        "poetry": POETRY.format(lock="" if locked else POETRY_LOCK),
+        "pipenv": PIPENV,
+    }
+    if plan.installer not in tools:
+        raise BuildError(f"Unknown Python installer {plan.installer!r}")
+    steps = [tools[plan.installer]]
+    if extra:
+        steps.append(_run_exec([PIP, "install", *extra]))
+    return steps
+
+
+def _copy_dependency_files(plan: BuildPlan) -> list[str]:
+    """COPY the dependency files, one instruction per directory.
+
+    Docker copies several sources into a directory by their base names, so
+    "requirements/base.txt" must go to "requirements/" on its own.
+    """
+    if plan.installer == "pip" and plan.dependencies:
+        return []  # the requirements are in the RUN line itself
+    by_dir: dict[str, list[str]] = {}
+    for path in plan.dependency_files:
+        by_dir.setdefault(posixpath.dirname(_checked_path(path)), []).append(path)
+    lines = []
+    for directory, paths in by_dir.items():
+        dest = f"{directory}/" if directory else "./"
+        lines.append(f"COPY {json.dumps([*paths, dest])}\n")
+    return lines
+
+
+def _checked_path(path: str) -> str:
+    if not _PATH_RE.match(path) or ".." in path.split("/"):
+        raise BuildError(f"Unsupported dependency file name {path!r}")
+    return path
+
+
+def _run_exec(argv: list[str]) -> str:
+    """A JSON-form RUN: no shell reads the arguments."""
+    return f"RUN {json.dumps(argv, ensure_ascii=False)}\n"
+
+
+def quote_label(text: str) -> str:
+    """``text`` as a double-quoted Dockerfile word that Docker reads back byte for byte.
+
+    Inside double quotes Docker unescapes ``\\"``, ``\\\\`` and ``\\$`` and expands
+    ``$VAR``; everything else is literal. Raises BuildError for control
+    characters, which have no faithful spelling.
+    """
+    if _CONTROL_RE.search(text):
+        raise BuildError(f"Label {json.dumps(text)} contains a control character")
+    return json.dumps(text, ensure_ascii=False).replace("$", "\\$")
+
+
+def _label_instruction(labels: dict[str, str]) -> str:
+    pairs = []
+    for key, value in sorted(labels.items()):
+        if not key:
+            raise BuildError("Label names must not be empty")
+        pairs.append(f"{quote_label(key)}={quote_label(value)}")
+    return "LABEL " + " \\\n      ".join(pairs) + "\n"
