@@ -1,36 +1,53 @@
 """The base images `slipway images bootstrap` builds from Debian packages.
 
-These run the images already on the machine (./install.sh builds debian and
-python where no registry answers); a missing image skips its tests rather
-than spending a minute building it inside the suite.
+These run the images already on the machine (./install.sh builds the Debian
+bases and both Python images where no registry answers); a missing image skips
+its tests rather than spending a minute building it inside the suite.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
 
 from slipway.builder.bootstrap import (
+    BOOKWORM,
     BOOTSTRAP_LABEL,
     CA_ENV_VARS,
+    CA_LABEL,
+    DEFAULT_KINDS,
+    HOST_CA_BUNDLE,
     IMAGE_CA_BUNDLE,
+    KINDS,
     POSTGRES,
-    PYTHON,
+    PYTHON_3_11,
+    PYTHON_3_13,
     REDIS,
+    TRIXIE,
+    BootstrapError,
+    ImageKind,
+    apt_sources,
+    bootstrap_images,
     debian_reference,
     import_changes,
+    kind_choices,
     registry_reachable,
+    resolve_kinds,
 )
-from tests.support import TEST_LABEL, wait_for
+from tests.support import TEST_LABEL, TEST_RUN, wait_for
 
 pytestmark = pytest.mark.e2e
 
 REPOSITORY = "slipway"
+PYTHON_KINDS = [pytest.param(kind, id=kind.name) for kind in (PYTHON_3_11, PYTHON_3_13)]
+DEBIAN_BASES = [pytest.param(base, id=base.suite) for base in (BOOKWORM, TRIXIE)]
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +65,16 @@ def require_image(client: docker.DockerClient, reference: str) -> None:
     try:
         client.images.get(reference)
     except docker.errors.ImageNotFound:
-        kind = reference.split("/")[-1].split(":")[0]
-        pytest.skip(f"{reference} is not built (slipway images bootstrap --kind {kind})")
+        kinds = [name for name, kind in KINDS.items() if kind.reference(REPOSITORY) == reference]
+        hint = f" --kind {kinds[0]}" if kinds else ""
+        pytest.skip(f"{reference} is not built (slipway images bootstrap{hint})")
 
 
 def run(client: docker.DockerClient, image: str, command: list[str], *,
         timeout: float = 120, **kwargs) -> str:
     """Run a container to completion; return its output, fail on a non-zero exit."""
     container = client.containers.run(image, command, detach=True,
-                                      labels={TEST_LABEL: "1"}, **kwargs)
+                                      labels={TEST_LABEL: TEST_RUN}, **kwargs)
     try:
         status = container.wait(timeout=timeout)
         output = container.logs().decode(errors="replace")
@@ -75,6 +93,35 @@ def test_import_changes_bake_the_ca_bundle_into_the_environment() -> None:
     assert 'LABEL "slipway.bootstrap"="1"' in changes
 
 
+def test_kind_names_pick_single_images_or_every_version_of_one() -> None:
+    def names(*asked: str) -> list[str]:
+        return [kind.name for kind in resolve_kinds(asked)]
+
+    assert names("python") == ["python3.11", "python3.13"]
+    assert names("python3.13") == ["python3.13"]
+    assert names("python3.13", "python", "redis") == ["python3.13", "python3.11", "redis"]
+    assert names(*DEFAULT_KINDS) == ["python3.11", "python3.13"]
+    assert kind_choices() == ["postgres", "python", "python3.11", "python3.13", "redis"]
+    with pytest.raises(BootstrapError, match="unknown image kind python3.12"):
+        resolve_kinds(["python3.12"])
+
+
+def test_each_python_kind_names_its_version_and_debian_base() -> None:
+    assert PYTHON_3_11.reference(REPOSITORY) == "slipway/python:3.11"
+    assert PYTHON_3_11.base == BOOKWORM
+    assert PYTHON_3_13.reference(REPOSITORY) == "slipway/python:3.13"
+    assert PYTHON_3_13.base == TRIXIE
+    assert TRIXIE.reference(REPOSITORY) == debian_reference(REPOSITORY, "trixie")
+    assert debian_reference(REPOSITORY) == "slipway/debian:bookworm"
+
+
+def test_apt_sources_read_the_suite_its_updates_and_security() -> None:
+    sources = apt_sources("trixie", mirror="http://m/debian", security_mirror="http://m/sec")
+
+    assert "URIs: http://m/debian\nSuites: trixie trixie-updates\n" in sources
+    assert "URIs: http://m/sec\nSuites: trixie-security\n" in sources
+
+
 def test_registry_probe_answers_within_its_timeout(client: docker.DockerClient) -> None:
     started = time.monotonic()
     answer = registry_reachable(client, timeout=3)
@@ -84,25 +131,49 @@ def test_registry_probe_answers_within_its_timeout(client: docker.DockerClient) 
     assert elapsed < 4.5
 
 
-def test_python_image_has_ssl_venv_and_useradd(client: docker.DockerClient) -> None:
-    reference = PYTHON.reference(REPOSITORY)
+@pytest.mark.parametrize("kind", PYTHON_KINDS)
+def test_python_image_has_ssl_venv_and_useradd(
+    client: docker.DockerClient, kind: ImageKind,
+) -> None:
+    reference = kind.reference(REPOSITORY)
     require_image(client, reference)
 
     output = run(client, reference, [
         "sh", "-c",
-        "python3 -c 'import ssl, venv' && python -c 'import sys; print(sys.version_info[0])'"
-        " && command -v useradd",
+        "python3 -c 'import ssl'"
+        " && python -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'"
+        " && python3 -m venv /tmp/venv && /tmp/venv/bin/python -m pip --version >/dev/null"
+        " && command -v useradd"
+        " && ls /usr/lib/python3*/EXTERNALLY-MANAGED 2>/dev/null | wc -l",
     ])
 
-    assert output.split() == ["3", "/usr/sbin/useradd"]
+    assert output.split() == [kind.tag, "/usr/sbin/useradd", "0"]
     labels = client.images.get(reference).labels
     assert labels[BOOTSTRAP_LABEL] == "1"
 
 
-def test_pip_reaches_the_package_index_through_the_ca_bundle(
-    client: docker.DockerClient,
+@pytest.mark.parametrize("kind", PYTHON_KINDS)
+def test_python_image_points_every_ca_variable_at_the_host_bundle(
+    client: docker.DockerClient, kind: ImageKind,
 ) -> None:
-    reference = PYTHON.reference(REPOSITORY)
+    reference = kind.reference(REPOSITORY)
+    require_image(client, reference)
+
+    output = run(client, reference, [
+        "sh", "-c", f"test -s {IMAGE_CA_BUNDLE} && env",
+    ])
+
+    env = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+    assert {name: env.get(name) for name in CA_ENV_VARS} == {
+        name: IMAGE_CA_BUNDLE for name in CA_ENV_VARS
+    }
+
+
+@pytest.mark.parametrize("kind", PYTHON_KINDS)
+def test_pip_reaches_the_package_index_through_the_ca_bundle(
+    client: docker.DockerClient, kind: ImageKind,
+) -> None:
+    reference = kind.reference(REPOSITORY)
     require_image(client, reference)
 
     output = run(client, reference, [
@@ -112,8 +183,9 @@ def test_pip_reaches_the_package_index_through_the_ca_bundle(
     assert "six-" in output
 
 
-def test_debian_base_trusts_the_host_bundle(client: docker.DockerClient) -> None:
-    reference = debian_reference(REPOSITORY)
+@pytest.mark.parametrize("base", DEBIAN_BASES)
+def test_debian_base_trusts_the_host_bundle(client: docker.DockerClient, base) -> None:
+    reference = base.reference(REPOSITORY)
     require_image(client, reference)
 
     output = run(client, reference,
@@ -122,19 +194,40 @@ def test_debian_base_trusts_the_host_bundle(client: docker.DockerClient) -> None
     assert output.strip() == IMAGE_CA_BUNDLE
 
 
+def test_a_repeat_run_skips_the_images_that_exist(
+    client: docker.DockerClient, tmp_path: Path,
+) -> None:
+    wanted = resolve_kinds(DEFAULT_KINDS)
+    references = [kind.base.reference(REPOSITORY) for kind in wanted]
+    references += [kind.reference(REPOSITORY) for kind in wanted]
+    digest = hashlib.sha256(HOST_CA_BUNDLE.read_bytes()).hexdigest()
+    for reference in references:
+        require_image(client, reference)
+        if client.images.get(reference).labels.get(CA_LABEL) != digest:
+            pytest.skip(f"{reference} trusts another CA bundle: a run would rebuild it")
+    lines: list[str] = []
+
+    built = bootstrap_images(client, repository=REPOSITORY, workdir=tmp_path,
+                             log=lines.append)
+
+    assert built == []
+    assert lines == [f"{reference} exists; skipping (force rebuilds it)"
+                     for reference in dict.fromkeys(references)]
+
+
 def test_postgres_image_initialises_and_accepts_a_password(
     client: docker.DockerClient,
 ) -> None:
     reference = POSTGRES.reference(REPOSITORY)
     require_image(client, reference)
     suffix = uuid.uuid4().hex[:8]
-    network = client.networks.create(f"slipway-test-{suffix}", labels={TEST_LABEL: "1"})
+    network = client.networks.create(f"slipway-test-{suffix}", labels={TEST_LABEL: TEST_RUN})
     password = "p'a$s \"w"
     server = client.containers.run(
         reference, detach=True, name=f"slipway-test-pg-{suffix}", network=network.name,
         environment={"POSTGRES_PASSWORD": password, "POSTGRES_USER": "app",
                      "POSTGRES_DB": "appdb"},
-        labels={TEST_LABEL: "1"},
+        labels={TEST_LABEL: TEST_RUN},
     )
     try:
         wait_for(lambda: server.exec_run(["pg_isready", "-h", "127.0.0.1", "-U", "app"])
@@ -152,10 +245,10 @@ def test_redis_image_answers_other_containers(client: docker.DockerClient) -> No
     reference = REDIS.reference(REPOSITORY)
     require_image(client, reference)
     suffix = uuid.uuid4().hex[:8]
-    network = client.networks.create(f"slipway-test-{suffix}", labels={TEST_LABEL: "1"})
+    network = client.networks.create(f"slipway-test-{suffix}", labels={TEST_LABEL: TEST_RUN})
     server = client.containers.run(
         reference, ["redis-server", "--save", ""], detach=True,
-        name=f"slipway-test-redis-{suffix}", network=network.name, labels={TEST_LABEL: "1"},
+        name=f"slipway-test-redis-{suffix}", network=network.name, labels={TEST_LABEL: TEST_RUN},
     )
     try:
         def pong() -> bool:
