@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
 from slipway.platform import validation
+from slipway.platform.db import paginate
 from slipway.platform.errors import Conflict, NotFound
 from slipway.platform.models import App, User
 
@@ -34,9 +35,7 @@ def list_apps(session: Session, user: User, *, limit: int, offset: int) -> tuple
     query = select(App)
     if not user.is_admin:
         query = query.where(App.owner_id == user.id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    apps = session.scalars(query.order_by(App.name).limit(limit).offset(offset)).all()
-    return list(apps), total
+    return paginate(session, query, App.name, limit=limit, offset=offset)
 
 
 def app_url(settings: Settings, app: App) -> str:

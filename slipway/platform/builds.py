@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.builder.build import build_image
@@ -21,7 +21,7 @@ from slipway.config import Settings
 from slipway.platform import runtime
 from slipway.platform.apps import app_url
 from slipway.platform.config_vars import get_config
-from slipway.platform.db import session_scope
+from slipway.platform.db import paginate, session_scope
 from slipway.platform.errors import NotFound, SlipwayError
 from slipway.platform.logstream import LogWriter, build_log_key
 from slipway.platform.models import App, Build, BuildStatus, utcnow
@@ -43,9 +43,7 @@ def create_build(session: Session, app: App, *, commit: str, user_id: int | None
 
 def list_builds(session: Session, app: App, *, limit: int, offset: int) -> tuple[list[Build], int]:
     query = select(Build).where(Build.app_id == app.id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Build.id.desc()).limit(limit).offset(offset))
-    return list(rows), total
+    return paginate(session, query, Build.id.desc(), limit=limit, offset=offset)
 
 
 def get_build(session: Session, app: App, build_id: int) -> Build:

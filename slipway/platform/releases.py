@@ -7,6 +7,7 @@ import json
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from slipway.platform.db import paginate
 from slipway.platform.models import App, Release
 from slipway.platform.secrets import decrypt, encrypt
 
@@ -50,6 +51,4 @@ def list_releases(
     session: Session, app: App, *, limit: int, offset: int
 ) -> tuple[list[Release], int]:
     query = select(Release).where(Release.app_id == app.id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Release.version.desc()).limit(limit).offset(offset))
-    return list(rows), total
+    return paginate(session, query, Release.version.desc(), limit=limit, offset=offset)
