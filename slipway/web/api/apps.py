@@ -1,8 +1,8 @@
-"""The REST API, version 1: JSON in, JSON out, errors of one shape."""
+"""Apps, their config vars, releases and builds."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import jsonify, url_for
 
 from slipway.platform import apps as app_service
 from slipway.platform import builds as build_service
@@ -11,35 +11,9 @@ from slipway.platform import releases as release_service
 from slipway.platform.errors import BadRequest
 from slipway.platform.lifecycle import destroy_app, release_config_change
 from slipway.platform.models import App, Build, Release
+from slipway.web.api.common import bp, json_body, page, page_args
 from slipway.web.app import db_session, settings
 from slipway.web.auth import current_user, require_token
-
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-
-MAX_JSON_BYTES = 1024 * 1024
-
-
-def json_body() -> object:
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise BadRequest(f"Request body is larger than {MAX_JSON_BYTES} bytes")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise BadRequest("Request body must be JSON")
-    return data
-
-
-def page_args() -> tuple[int, int]:
-    def number(name: str, default: int, low: int, high: int) -> int:
-        raw = request.args.get(name, str(default))
-        if not raw.isdigit() or not low <= int(raw) <= high:
-            raise BadRequest(f"{name} must be a whole number from {low} to {high}", field=name)
-        return int(raw)
-
-    return number("limit", 50, 1, 100), number("offset", 0, 0, 10**9)
-
-
-def page(items: list[dict], total: int, limit: int, offset: int):
-    return jsonify(items=items, total=total, limit=limit, offset=offset)
 
 
 def app_json(app: App) -> dict:

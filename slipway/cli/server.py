@@ -1,0 +1,175 @@
+"""Verbs that run on the Slipway host: its processes, users and base images."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from slipway.cli import cli
+from slipway.config import get_settings
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    from slipway.platform.db import migrate as run_migrations
+
+    settings = get_settings()
+    settings.ensure_home()
+    run_migrations(settings.database)
+    click.echo("Database is up to date")
+
+
+@cli.command()
+@click.option("--migrate/--no-migrate", default=True, help="Apply migrations first.")
+def web(migrate: bool) -> None:
+    """Serve the API, dashboard and git over HTTP (gunicorn)."""
+    from gunicorn.app.base import BaseApplication
+
+    from slipway.platform.db import migrate as run_migrations
+    from slipway.web.app import create_app
+
+    settings = get_settings()
+    settings.ensure_home()
+    if migrate:
+        run_migrations(settings.database)
+    flask_app = create_app(settings)
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{settings.web_host}:{settings.web_port}")
+            self.cfg.set("workers", settings.web_workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", settings.web_threads)
+            # Pushes stream build logs for as long as the build runs.
+            self.cfg.set("timeout", settings.build_timeout + 120)
+            self.cfg.set("accesslog", "-")
+
+        def load(self):
+            return flask_app
+
+    Server().run()
+
+
+@cli.command()
+def worker() -> None:
+    """Run a Celery worker: builds, deploys, capsules."""
+    from slipway.platform.celery_app import celery
+
+    settings = get_settings()
+    settings.ensure_home()
+    celery.worker_main(
+        ["worker", "--pool", "threads", "--concurrency", str(settings.worker_concurrency),
+         "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    )
+
+
+@cli.command()
+def beat() -> None:
+    """Run Celery beat: reconcile, renewals, backups on a timer."""
+    from slipway.platform.celery_app import celery
+
+    settings = get_settings()
+    settings.ensure_home()
+    celery.start(["beat", "--loglevel", "INFO",
+                  "--schedule", str(settings.home / "celerybeat-schedule")])
+
+
+@cli.command()
+def router() -> None:
+    """Keep nginx in step with the route table published on Redis."""
+    from slipway.router.controller import Nginx
+    from slipway.router.daemon import run_router
+
+    _logging()
+    settings = get_settings()
+    settings.ensure_home()
+    nginx = Nginx(settings.router_dir, settings.http_port, binary=settings.nginx_binary)
+    run_router(settings.redis_url, nginx, stop_event=_stop_on_signals())
+
+
+def _stop_on_signals():
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@cli.command()
+def up() -> None:
+    """Run all of Slipway on this machine; Ctrl-C or SIGTERM stops all of it."""
+    from slipway.platform.db import migrate as run_migrations
+    from slipway.platform.supervisor import Supervisor
+
+    _logging()
+    settings = get_settings()
+    settings.ensure_home()
+    run_migrations(settings.database)
+    supervisor = Supervisor(settings)
+    stop = _stop_on_signals()
+    try:
+        supervisor.start()
+        click.echo(f"Slipway is up: API and git at {settings.api_url}, "
+                   f"apps at http://<app>.{settings.domain}:{settings.http_port}/")
+        while not stop.wait(0.5):
+            supervisor.check()
+    finally:
+        supervisor.stop()
+
+
+@cli.command("users:create")
+@click.argument("email")
+@click.option("--admin", is_flag=True, help="Administrators see every app.")
+def users_create(email: str, admin: bool) -> None:
+    """Create a user and print a new API token (shown once)."""
+    from slipway.platform import users
+    from slipway.platform.db import migrate as run_migrations
+    from slipway.platform.db import session_scope
+    from slipway.platform.errors import SlipwayError
+
+    settings = get_settings()
+    settings.ensure_home()
+    run_migrations(settings.database)
+    try:
+        with session_scope(settings.database) as session:
+            _user, token = users.create_user(session, email, admin=admin)
+    except SlipwayError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(token)
+
+
+@cli.group()
+def images() -> None:
+    """Base images for builds and capsules."""
+
+
+@images.command("bootstrap")
+@click.option("--force", is_flag=True, help="Rebuild images that already exist.")
+@click.option("--kind", "kinds", multiple=True, help="Only these kinds (python, postgres, ...).")
+def images_bootstrap(force: bool, kinds: tuple[str, ...]) -> None:
+    """Build local base images from Debian packages (for hosts without a registry)."""
+    import tempfile
+
+    from slipway.builder.bootstrap import DEFAULT_KINDS, BootstrapError, bootstrap_images
+    from slipway.platform.runtime import docker_client
+
+    settings = get_settings()
+    with tempfile.TemporaryDirectory(prefix="slipway-bootstrap-") as workdir:
+        try:
+            built = bootstrap_images(
+                docker_client(), repository=settings.bootstrap_repository,
+                mirror=settings.debian_mirror, workdir=Path(workdir), log=click.echo,
+                force=force, kinds=kinds or DEFAULT_KINDS,
+            )
+        except BootstrapError as exc:
+            raise click.ClickException(exc.message) from exc
+    click.echo("Images ready: " + (", ".join(built) or "none built"))
