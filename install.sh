@@ -165,6 +165,8 @@ else
     say "No container registry answers: building local base images (existing ones are kept)"
     if "$venv/bin/slipway" images bootstrap --help >/dev/null 2>&1; then
         "${sudo[@]}" "$venv/bin/slipway" images bootstrap
+        # Capsule images: --kind replaces the defaults, so they are a second call.
+        "${sudo[@]}" "$venv/bin/slipway" images bootstrap --kind postgres --kind redis
     else
         # The same defaults, for a checkout whose CLI is not importable.
         "${sudo[@]}" "$venv/bin/python" -m slipway.builder.bootstrap

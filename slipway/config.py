@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     drain_seconds: float = 2.0
     route_timeout: float = 10.0
 
+    # Capsules (managed PostgreSQL and Redis)
+    capsule_memory: str = "256m"
+    # Seconds a new capsule may take to accept an authenticated connection.
+    capsule_ready_timeout: float = 60.0
+    capsule_ready_interval: float = 0.05
+
     # Router (nginx)
     nginx_binary: str = "nginx"
 

@@ -11,7 +11,7 @@ import redis.lock
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-from slipway.platform import routing, runtime
+from slipway.platform import capsules, routing, runtime
 from slipway.platform.errors import DeployFailed
 from slipway.platform.models import App, Release, ReleaseStatus
 from slipway.platform.releases import release_config
@@ -47,7 +47,8 @@ def deploy_release(
         process="web",
         image=release.image,
         command=release.processes.get("web"),
-        env=release_config(settings.resolved_secret_key(), release),
+        env={**release_config(settings.resolved_secret_key(), release),
+             **capsules.capsule_env(session, settings, app)},
         port=release.port,
         memory=settings.container_memory,
         cpus=settings.container_cpus,
@@ -57,6 +58,9 @@ def deploy_release(
     )
     try:
         container_id, host_port = runtime.start(client, spec)
+        capsules.connect_networks(
+            client, capsules.capsule_networks(session, settings, app), container_id
+        )
         timings["start"] = time.monotonic() - started
         if host_port is None:
             raise DeployFailed("The web container has no published port")

@@ -158,3 +158,56 @@ class Release(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     app: Mapped[App] = relationship(foreign_keys=[app_id])
+
+
+# --- Capsules: managed PostgreSQL and Redis (issue 4) ---------------------------
+
+
+class CapsuleStatus(enum.StrEnum):
+    PROVISIONING = "provisioning"
+    AVAILABLE = "available"
+    FAILED = "failed"
+
+
+class Capsule(Base):
+    """A managed database: one container, one volume, one network; password encrypted."""
+
+    __tablename__ = "capsules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(30), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    version: Mapped[str] = mapped_column(String(32), default="")
+    image: Mapped[str] = mapped_column(String(255), default="")
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[CapsuleStatus] = mapped_column(
+        _status_enum(CapsuleStatus), default=CapsuleStatus.PROVISIONING
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    password_encrypted: Mapped[str] = mapped_column(Text)
+    # The port published on 127.0.0.1 for the owner's tools and the worker's checks.
+    host_port: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    owner: Mapped[User] = relationship()
+    attachments: Mapped[list[CapsuleAttachment]] = relationship(
+        back_populates="capsule", cascade="all, delete-orphan"
+    )
+
+
+class CapsuleAttachment(Base):
+    """A capsule attached to an app: the app gets ``<alias>_URL``."""
+
+    __tablename__ = "capsule_attachments"
+    __table_args__ = (UniqueConstraint("app_id", "alias"), UniqueConstraint("app_id", "capsule_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    capsule_id: Mapped[int] = mapped_column(
+        ForeignKey("capsules.id", ondelete="CASCADE"), index=True
+    )
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    capsule: Mapped[Capsule] = relationship(back_populates="attachments")
+    app: Mapped[App] = relationship()

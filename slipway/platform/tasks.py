@@ -66,3 +66,20 @@ def retire_later(container_ids: list[str]) -> None:
         retire_containers.apply_async(
             args=[container_ids], countdown=get_settings().drain_seconds
         )
+
+
+# --- Capsules ---------------------------------------------------------------------
+
+
+@celery.task(name="slipway.provision_capsule")
+def provision_capsule(capsule_id: int) -> None:
+    """Start a capsule and wait until it takes connections; safe to run twice."""
+    from slipway.platform import capsules
+    from slipway.platform.models import Capsule, CapsuleStatus
+
+    settings = get_settings()
+    with session_scope(settings.database) as session:
+        capsule = session.get(Capsule, capsule_id)
+        if capsule is None or capsule.status != CapsuleStatus.PROVISIONING:
+            return
+        capsules.provision(session, settings, capsule)

@@ -8,6 +8,7 @@ from slipway.platform.errors import InvalidInput
 
 APP_NAME = re.compile(r"[a-z][a-z0-9-]{1,29}")
 CONFIG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+CAPSULE_ALIAS = re.compile(r"[A-Z][A-Z0-9_]{0,49}")
 EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}")
 # Keys Slipway sets itself; an app cannot override them.
 RESERVED_CONFIG_KEYS = frozenset({"PORT"})
@@ -21,6 +22,28 @@ def app_name(value: object) -> str:
             "App name must be 2-30 characters: a lowercase letter, then lowercase letters, "
             "digits or dashes, not ending in a dash",
             field="name",
+        )
+    return value
+
+
+def capsule_name(value: object) -> str:
+    """Capsule names follow the app name rule (they name Docker objects and hosts)."""
+    if not isinstance(value, str) or not APP_NAME.fullmatch(value) or value.endswith("-"):
+        raise InvalidInput(
+            "Capsule name must be 2-30 characters: a lowercase letter, then lowercase letters, "
+            "digits or dashes, not ending in a dash",
+            field="name",
+        )
+    return value
+
+
+def capsule_alias(value: object) -> str:
+    """The prefix of the variable an attached capsule sets (DATABASE -> DATABASE_URL)."""
+    if not isinstance(value, str) or not CAPSULE_ALIAS.fullmatch(value):
+        raise InvalidInput(
+            "as must be 1-50 characters: uppercase letters, digits and underscores, "
+            "starting with a letter",
+            field="as",
         )
     return value
 
