@@ -110,6 +110,12 @@ def cleanup_docker() -> None:
             pass
     for network in client.networks.list(filters=label):
         network.remove()
+    # Capsules keep their data in named volumes.
+    for volume in client.volumes.list(filters=label):
+        try:
+            volume.remove(force=True)
+        except docker.errors.APIError:
+            pass
     for image in client.images.list(filters=label):
         try:
             client.images.remove(image.id, force=True)

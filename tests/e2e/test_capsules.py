@@ -1,0 +1,204 @@
+"""Managed PostgreSQL and Redis capsules on a real `slipway up` and Docker engine.
+
+Create through the API, wait for `available`, use the URL, restart the capsule's
+container and find the data again, attach to a pushed app and see it in the
+app's environment, and check that another user sees none of it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import textwrap
+from pathlib import Path
+
+import docker
+import psycopg
+import pytest
+import redis
+import requests
+
+from tests.e2e.stack import Stack
+from tests.e2e.test_push_to_deploy import commit, python_image_available
+from tests.support import wait_for
+
+pytestmark = pytest.mark.e2e
+
+APP_PY = textwrap.dedent('''
+    import os
+
+    from flask import Flask
+
+    app = Flask(__name__)
+
+
+    @app.get("/")
+    def index():
+        return "shop\\n"
+
+
+    @app.get("/db")
+    def db():
+        if "DATABASE_URL" not in os.environ:
+            return "<unset>"
+        import psycopg
+
+        with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+            return ",".join(row[0] for row in conn.execute("SELECT name FROM items ORDER BY name"))
+
+
+    @app.get("/cache")
+    def cache():
+        if "CACHE_URL" not in os.environ:
+            return "<unset>"
+        import redis
+
+        return redis.Redis.from_url(os.environ["CACHE_URL"]).get("greeting") or b"<none>"
+''')
+
+
+@pytest.fixture(scope="module")
+def stack():
+    if not python_image_available():
+        pytest.fail("No Python base image: run ./install.sh (it bootstraps slipway/python)")
+    # Not under pytest's tmp (0700 parents): nginx's workers must reach the state dir.
+    root = Path(tempfile.mkdtemp(prefix="slipway-e2e-"))
+    root.chmod(0o755)
+    stack = Stack(root)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    """Authorization headers of two users, ada (logged in for the CLI) and bob."""
+    ada = stack.slipway("users:create", "ada@example.com").stdout.strip()
+    bob = stack.slipway("users:create", "bob@example.com").stdout.strip()
+    stack.slipway("login", "--api-url", stack.api_url, "--token", ada)
+    return {"ada": {"Authorization": f"Bearer {ada}"}, "bob": {"Authorization": f"Bearer {bob}"}}
+
+
+def call(stack: Stack, headers: dict, method: str, path: str, body=None) -> requests.Response:
+    return requests.request(method, f"{stack.api_url}/api/v1{path}", json=body, headers=headers,
+                            timeout=30)
+
+
+def create_available(stack: Stack, headers: dict, kind: str, name: str) -> dict:
+    response = call(stack, headers, "POST", "/capsules", {"kind": kind, "name": name})
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "provisioning"
+
+    def available():
+        data = call(stack, headers, "GET", f"/capsules/{name}").json()
+        assert data["status"] != "failed", data["error"]
+        return data if data["status"] == "available" else None
+
+    return wait_for(available, timeout=90, interval=0.1, message=f"{name} available")
+
+
+def restart_capsule(data: dict) -> None:
+    docker.from_env().containers.get(data["container"]).restart(timeout=10)
+
+
+def pg_rows(url: str) -> list[str]:
+    with psycopg.connect(url, connect_timeout=2) as conn:
+        return [row[0] for row in conn.execute("SELECT name FROM items ORDER BY name")]
+
+
+@pytest.fixture(scope="module")
+def pg(stack, api):
+    data = create_available(stack, api["ada"], "postgres", "shop-db")
+    with psycopg.connect(data["url"]) as conn:
+        conn.execute("CREATE TABLE items (name text)")
+        conn.execute("INSERT INTO items VALUES ('anchor'), ('rope')")
+    return data
+
+
+def test_postgres_data_survives_a_container_restart(stack, api, pg):
+    assert pg["kind"] == "postgres" and pg["version"]
+    assert pg["url"].startswith("postgres://slipway:") and "@127.0.0.1:" in pg["url"]
+    restart_capsule(pg)
+    assert wait_for(lambda: pg_rows(pg["url"]), timeout=30, message="rows after restart") == [
+        "anchor", "rope"]
+    out = stack.slipway("capsules").stdout
+    assert "shop-db" in out and "available" in out
+
+
+def test_redis_data_survives_a_container_restart(stack, api):
+    data = create_available(stack, api["ada"], "redis", "shop-cache")
+    client = redis.Redis.from_url(data["url"])
+    client.set("greeting", "ahoy")
+    restart_capsule(data)
+    assert wait_for(lambda: redis.Redis.from_url(data["url"]).get("greeting"), timeout=30,
+                    message="key after restart") == b"ahoy"
+    unauthenticated = redis.Redis(host="127.0.0.1", port=client.connection_pool
+                                  .connection_kwargs["port"])
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        unauthenticated.get("greeting")
+
+
+def test_attached_capsules_reach_the_app(stack, api, pg, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("shop")
+    stack.git("init", "-q", "-b", "main", cwd=repo)
+    (repo / "app.py").write_text(APP_PY)
+    (repo / "requirements.txt").write_text(
+        "flask==3.1.*\ngunicorn==23.*\npsycopg[binary]==3.*\nredis==5.*\n")
+    (repo / "Procfile").write_text("web: gunicorn --bind 0.0.0.0:$PORT app:app\n")
+    commit(stack, repo, "shop")
+    stack.slipway("apps:create", "shop", cwd=repo)
+    push = stack.git("push", "slipway", "main", cwd=repo, check=False)
+    assert push.returncode == 0, push.stderr
+    assert stack.fetch("shop", "/db").text == "<unset>"
+
+    out = stack.slipway("capsules:attach", "shop-db", "--app", "shop").stdout
+    assert out == "Attached shop-db to shop: deploying v2\n"
+    assert wait_for(lambda: stack.fetch("shop", "/db").text == "anchor,rope", timeout=60,
+                    message="DATABASE_URL in the app")
+
+    response = call(stack, api["ada"], "POST", "/apps/shop/capsules",
+                    {"capsule": "shop-cache", "as": "CACHE"})
+    assert response.status_code == 201, response.text
+    assert wait_for(lambda: stack.fetch("shop", "/cache").text == "ahoy", timeout=60,
+                    message="CACHE_URL in the app")
+    # Still attached to the database after the second redeploy.
+    assert stack.fetch("shop", "/db").text == "anchor,rope"
+
+    out = stack.slipway("capsules:detach", "shop-cache", "--app", "shop").stdout
+    assert out == "Detached shop-cache from shop\n"
+    assert wait_for(lambda: stack.fetch("shop", "/cache").text == "<unset>", timeout=60,
+                    message="CACHE_URL gone")
+    # Detaching keeps the data.
+    data = call(stack, api["ada"], "GET", "/capsules/shop-cache").json()
+    assert redis.Redis.from_url(data["url"]).get("greeting") == b"ahoy"
+
+
+def test_another_user_gets_404_on_every_capsule_route(stack, api, pg):
+    assert call(stack, api["bob"], "POST", "/apps", {"name": "bobs"}).status_code == 201
+    for method, path, body in [
+        ("GET", "/capsules/shop-db", None),
+        ("DELETE", "/capsules/shop-db", {"confirm": "shop-db"}),
+        ("POST", "/apps/bobs/capsules", {"capsule": "shop-db"}),
+        ("DELETE", "/apps/bobs/capsules/shop-db", None),
+    ]:
+        response = call(stack, api["bob"], method, path, body)
+        assert response.status_code == 404, (method, path)
+        assert response.json()["error"]["message"] == "No capsule named shop-db"
+    assert call(stack, api["bob"], "GET", "/capsules").json()["items"] == []
+
+
+def test_destroy_needs_the_name_and_removes_everything(stack, api):
+    data = create_available(stack, api["ada"], "redis", "scratch")
+    result = stack.slipway("capsules:destroy", "scratch", input="scratc\n", check=False)
+    assert result.returncode == 1
+    assert 'Type the capsule\'s name to confirm: send {"confirm": "scratch"}' in result.stderr
+    assert call(stack, api["ada"], "GET", "/capsules/scratch").status_code == 200
+    out = stack.slipway("capsules:destroy", "scratch", input="scratch\n").stdout
+    assert out.endswith("Destroyed scratch\n")
+    client = docker.from_env()
+    assert client.containers.list(all=True, filters={"name": data["container"]}) == []
+    assert client.volumes.list(filters={"name": data["container"]}) == []
+    assert client.networks.list(names=[data["container"]]) == []
