@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     # Seconds a new capsule may take to accept an authenticated connection.
     capsule_ready_timeout: float = 60.0
     capsule_ready_interval: float = 0.05
+    # The daily backup keeps this many backups per capsule.
+    capsule_backups_keep: int = 7
+    # Seconds between scheduled backups (daily).
+    capsule_backup_interval: float = 86400.0
 
     # Router (nginx)
     nginx_binary: str = "nginx"

@@ -85,6 +85,36 @@ def capsules_destroy(name: str, confirm: str | None) -> None:
     click.echo(f"Destroyed {name}")
 
 
+@cli.command("capsules:backup")
+@click.argument("name")
+def capsules_backup(name: str) -> None:
+    """Back up a capsule now (pg_dump or a Redis RDB snapshot) on the Slipway host."""
+    backup = client().json("POST", f"/capsules/{name}/backups")
+    click.echo(f"Backed up {name}: {backup['name']} ({backup['size']} bytes)")
+
+
+@cli.command("capsules:backups")
+@click.argument("name")
+def capsules_backups(name: str) -> None:
+    """List a capsule's backups, newest first."""
+    for backup in client().json("GET", f"/capsules/{name}/backups")["items"]:
+        click.echo(f"{backup['name']:<32} {backup['created_at']:<34} {backup['size']:>12} bytes")
+
+
+@cli.command("capsules:restore")
+@click.argument("name")
+@click.argument("backup")
+@click.option("--confirm", default=None, help="The capsule's name, to skip the question.")
+def capsules_restore(name: str, backup: str, confirm: str | None) -> None:
+    """Replace a capsule's data with a backup (validated first; asks for the name back)."""
+    typed = confirm or click.prompt(f"This replaces the data in {name} with {backup}. "
+                                    "Type its name")
+    if typed != name:
+        raise click.ClickException(f"Confirmation {typed!r} does not match {name}: nothing done")
+    client().json("POST", f"/capsules/{name}/restore", json={"backup": backup})
+    click.echo(f"Restored {backup} into {name}")
+
+
 @cli.command("capsules:connect")
 @click.argument("name")
 def capsules_connect(name: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 
@@ -84,7 +85,7 @@ def connection_url(kind: str, password: str, host: str, port: int) -> str:
 
 def capsule_container_spec(
     *, instance: str, capsule: str, kind: str, image: str, password: str, memory: str,
-    labels: dict[str, str],
+    labels: dict[str, str], host_port: int,
 ) -> dict:
     """Keyword arguments for ``containers.run`` of a capsule's container."""
     spec = KINDS[kind]
@@ -96,11 +97,11 @@ def capsule_container_spec(
     else:
         environment = {"REDIS_PASSWORD": password}
         # A constant script: the password comes from the environment, not the command
-        # line, so `ps` inside the container does not show it. AOF makes every write
-        # survive a restart, not only the last snapshot.
+        # line of `docker inspect`. RDB snapshots every second after a write (and at
+        # shutdown): backups and restores are that same file, which AOF would shadow.
         command = ["/bin/sh", "-c",
                    'exec /usr/local/bin/docker-entrypoint.sh redis-server '
-                   '--requirepass "$REDIS_PASSWORD" --appendonly yes --dir /data']
+                   '--requirepass "$REDIS_PASSWORD" --appendonly no --save "1 1" --dir /data']
     return {
         "image": image,
         "command": command,
@@ -108,7 +109,8 @@ def capsule_container_spec(
         "hostname": hostname(capsule),
         "environment": environment,
         "labels": capsule_labels(instance, capsule, kind, labels),
-        "ports": {f"{spec.port}/tcp": ("127.0.0.1", None)},
+        # A fixed port: Docker gives a random one a new number at every restart.
+        "ports": {f"{spec.port}/tcp": ("127.0.0.1", host_port)},
         "network": name,
         # The app-facing name, on the capsule's own network only.
         "networking_config": {name: {"Aliases": [hostname(capsule)]}},
@@ -372,11 +374,7 @@ def _start_container(client: docker.DockerClient, settings: Settings, capsule: C
                 client.networks.create(name, driver="bridge", labels=labels)
             if not client.volumes.list(filters={"name": name}):
                 client.volumes.create(name, labels=labels)
-            container = client.containers.run(**capsule_container_spec(
-                instance=instance, capsule=capsule.name, kind=capsule.kind, image=capsule.image,
-                password=password(settings, capsule), memory=settings.capsule_memory,
-                labels=settings.labels,
-            ))
+            container = _run(client, settings, capsule)
         container.reload()
     except ImageNotFound as exc:
         raise DeployFailed(f"Image {capsule.image} is not on this host: run "
@@ -387,6 +385,34 @@ def _start_container(client: docker.DockerClient, settings: Settings, capsule: C
     for binding in (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []:
         return int(binding["HostPort"])
     raise DeployFailed("The capsule's container has no published port")
+
+
+def _run(client: docker.DockerClient, settings: Settings, capsule: Capsule):
+    """Run the capsule's container on a free loopback port (retrying a port taken meanwhile)."""
+    for attempt in range(5):
+        port = free_loopback_port()
+        try:
+            return client.containers.run(**capsule_container_spec(
+                instance=settings.instance_id, capsule=capsule.name, kind=capsule.kind,
+                image=capsule.image, password=password(settings, capsule),
+                memory=settings.capsule_memory, labels=settings.labels, host_port=port,
+            ))
+        except APIError as exc:
+            if "allocated" not in str(exc.explanation) or attempt == 4:
+                raise
+            # The container was created but could not start: make room for the retry.
+            try:
+                client.containers.get(docker_name(settings.instance_id, capsule.name)).remove(
+                    force=True)
+            except NotFound:
+                pass
+    raise AssertionError("unreachable")
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _wait_ready(client: docker.DockerClient, settings: Settings, capsule: Capsule,

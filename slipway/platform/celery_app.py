@@ -23,6 +23,8 @@ def make_celery() -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule={
             "reconcile": {"task": "slipway.reconcile", "schedule": 60.0},
+            "capsule-backups": {"task": "slipway.backup_capsules",
+                                "schedule": settings.capsule_backup_interval},
         },
     )
     return celery

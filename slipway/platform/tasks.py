@@ -83,3 +83,26 @@ def provision_capsule(capsule_id: int) -> None:
         if capsule is None or capsule.status != CapsuleStatus.PROVISIONING:
             return
         capsules.provision(session, settings, capsule)
+
+
+@celery.task(name="slipway.backup_capsules")
+def backup_capsules() -> None:
+    """The scheduled backup of every available capsule; keeps the newest N of each."""
+    from sqlalchemy import select
+
+    from slipway.platform import capsule_backups
+    from slipway.platform.errors import SlipwayError
+    from slipway.platform.models import Capsule, CapsuleStatus
+
+    settings = get_settings()
+    with session_scope(settings.database) as session:
+        for capsule in session.scalars(
+            select(Capsule).where(Capsule.status == CapsuleStatus.AVAILABLE)
+        ):
+            try:
+                backup = capsule_backups.take_backup(settings, capsule)
+            except SlipwayError as exc:
+                logger.warning("scheduled backup of %s failed: %s", capsule.name, exc.message)
+                continue
+            logger.info("backed up %s: %s (%d bytes)", capsule.name, backup.name, backup.size)
+            capsule_backups.prune(settings, capsule, settings.capsule_backups_keep)

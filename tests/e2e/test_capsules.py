@@ -70,6 +70,7 @@ def stack():
         yield stack
     finally:
         stack.stop()
+        shutil.copy(stack.log, "/tmp/capsules_stack.log")
         shutil.rmtree(root, ignore_errors=True)
 
 

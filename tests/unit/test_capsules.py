@@ -9,10 +9,10 @@ from slipway.platform.errors import InvalidInput
 def test_postgres_spec_publishes_on_loopback_only_with_its_own_network_and_volume():
     spec = capsules.capsule_container_spec(
         instance="abc", capsule="db", kind="postgres", image="slipway/postgres:15",
-        password="pw", memory="256m", labels={"TEST_LABEL": "TEST_RUN"},
+        password="pw", memory="256m", labels={"TEST_LABEL": "TEST_RUN"}, host_port=40001,
     )
     assert spec["name"] == "slipway-abc-capsule_db"
-    assert spec["ports"] == {"5432/tcp": ("127.0.0.1", None)}
+    assert spec["ports"] == {"5432/tcp": ("127.0.0.1", 40001)}
     assert spec["network"] == "slipway-abc-capsule_db"
     assert spec["networking_config"] == {"slipway-abc-capsule_db": {"Aliases": ["capsule-db"]}}
     assert spec["volumes"] == {
@@ -29,11 +29,11 @@ def test_postgres_spec_publishes_on_loopback_only_with_its_own_network_and_volum
 def test_redis_password_is_not_on_the_command_line():
     spec = capsules.capsule_container_spec(
         instance="abc", capsule="cache", kind="redis", image="slipway/redis:7",
-        password="s3cret", memory="256m", labels={},
+        password="s3cret", memory="256m", labels={}, host_port=40002,
     )
     assert "s3cret" not in " ".join(spec["command"])
     assert spec["environment"] == {"REDIS_PASSWORD": "s3cret"}
-    assert spec["ports"] == {"6379/tcp": ("127.0.0.1", None)}
+    assert spec["ports"] == {"6379/tcp": ("127.0.0.1", 40002)}
 
 
 def test_urls():

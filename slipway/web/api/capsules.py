@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import jsonify, url_for
 
 from slipway.platform import apps as app_service
+from slipway.platform import capsule_backups, tasks
 from slipway.platform import capsules as capsule_service
-from slipway.platform import tasks
 from slipway.platform.errors import BadRequest
 from slipway.platform.models import Capsule
 from slipway.web.api.common import bp, json_body, page, page_args
@@ -115,3 +115,34 @@ def detach_capsule(name: str, capsule_name: str):
     if release is not None:
         response.headers["Slipway-Release"] = f"v{release.version}"
     return response
+
+
+def backup_json(backup) -> dict:
+    return {"name": backup.name, "size": backup.size, "created_at": backup.created_at.isoformat()}
+
+
+@bp.get("/capsules/<name>/backups")
+@require_token
+def list_backups(name: str):
+    capsule = capsule_service.get_capsule(db_session(), current_user(), name)
+    rows = capsule_backups.list_backups(settings(), capsule)
+    return jsonify(items=[backup_json(b) for b in rows], total=len(rows))
+
+
+@bp.post("/capsules/<name>/backups")
+@require_token
+def create_backup(name: str):
+    capsule = capsule_service.get_capsule(db_session(), current_user(), name)
+    response = jsonify(backup_json(capsule_backups.take_backup(settings(), capsule)))
+    response.status_code = 201
+    return response
+
+
+@bp.post("/capsules/<name>/restore")
+@require_token
+def restore_backup(name: str):
+    capsule = capsule_service.get_capsule(db_session(), current_user(), name)
+    body = _object_body("the backup's name")
+    backup = capsule_backups.check_name(body.get("backup"))
+    capsule_backups.restore_backup(settings(), capsule, backup)
+    return jsonify(restored=backup)
