@@ -367,7 +367,9 @@ def _start_container(client: docker.DockerClient, settings: Settings, capsule: C
             if not capsule.image:
                 template = (settings.postgres_image if capsule.kind == "postgres"
                             else settings.redis_image)
-                tags = [tag for image in client.images.list() for tag in image.tags]
+                # The raw list: images.list() inspects each image, and fails when another
+                # process removes one meanwhile.
+                tags = [tag for image in client.api.images() for tag in image.get("RepoTags") or []]
                 capsule.image, capsule.version = choose_capsule_image(
                     template, tags, settings.bootstrap_repository, capsule.kind)
             if not client.networks.list(names=[name]):

@@ -203,3 +203,53 @@ def test_destroy_needs_the_name_and_removes_everything(stack, api):
     assert client.containers.list(all=True, filters={"name": data["container"]}) == []
     assert client.volumes.list(filters={"name": data["container"]}) == []
     assert client.networks.list(names=[data["container"]]) == []
+
+
+def test_backup_drop_restore_and_bad_files_are_refused(stack, api, pg):
+    out = stack.slipway("capsules:backup", "shop-db").stdout
+    assert out.startswith("Backed up shop-db: ") and out.endswith(" bytes)\n")
+    name = out.split(": ", 1)[1].split(" ", 1)[0]
+    listing = stack.slipway("capsules:backups", "shop-db").stdout
+    assert listing.startswith(name)
+    with psycopg.connect(pg["url"]) as conn:
+        conn.execute("DROP TABLE items")
+
+    backups = stack.home / "backups" / "shop-db"
+    corrupt = backups / "20260101T000000000000Z.pgdump"
+    corrupt.write_bytes(b"PGDMP" + b"\x00garbage" * 10)
+    foreign = backups / "20260101T000000000001Z.pgdump"
+    foreign.write_bytes(b"REDIS0011" + b"\x00" * 20)
+    for bad, why in [(corrupt, "the file is corrupt"), (foreign, "it is a redis backup")]:
+        result = stack.slipway("capsules:restore", "shop-db", bad.name, "--confirm", "shop-db",
+                               check=False)
+        assert result.returncode == 1
+        assert f"Cannot restore {bad.name} into shop-db: {why}; nothing was changed" in (
+            result.stderr)
+    result = stack.slipway("capsules:restore", "shop-db", "../../secret_key", "--confirm",
+                           "shop-db", check=False)
+    assert "backup must be a backup name as `capsules:backups` lists it" in result.stderr
+    with psycopg.connect(pg["url"]) as conn:
+        conn.execute("CREATE TABLE items (name text)")
+        conn.execute("INSERT INTO items VALUES ('after the backup')")
+    assert pg_rows(pg["url"]) == ["after the backup"]  # the refusals changed nothing
+
+    out = stack.slipway("capsules:restore", "shop-db", name, "--confirm", "shop-db").stdout
+    assert out == f"Restored {name} into shop-db\n"
+    assert pg_rows(pg["url"]) == ["anchor", "rope"]
+    # Another user cannot list, take or restore backups.
+    for method, path, body in [("GET", "/capsules/shop-db/backups", None),
+                               ("POST", "/capsules/shop-db/backups", None),
+                               ("POST", "/capsules/shop-db/restore", {"backup": name})]:
+        assert call(stack, api["bob"], method, path, body).status_code == 404
+
+
+def test_redis_backup_and_restore(stack, api):
+    data = create_available(stack, api["ada"], "redis", "bk-cache")
+    redis.Redis.from_url(data["url"]).set("greeting", "before")
+    out = stack.slipway("capsules:backup", "bk-cache").stdout
+    name = out.split(": ", 1)[1].split(" ", 1)[0]
+    assert name.endswith(".rdb")
+    redis.Redis.from_url(data["url"]).set("greeting", "after")
+    stack.slipway("capsules:restore", "bk-cache", name, "--confirm", "bk-cache")
+    assert wait_for(lambda: redis.Redis.from_url(data["url"]).get("greeting"), timeout=30,
+                    message="restored key") == b"before"

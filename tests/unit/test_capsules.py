@@ -71,3 +71,39 @@ def test_good_names_and_aliases():
     assert validation.capsule_name("main-db") == "main-db"
     assert validation.capsule_alias("DATABASE") == "DATABASE"
     assert validation.capsule_alias("CACHE_2") == "CACHE_2"
+
+
+def _capsule(kind):
+    from slipway.platform.models import Capsule, CapsuleStatus
+
+    return Capsule(name="db", kind=kind, status=CapsuleStatus.AVAILABLE)
+
+
+@pytest.mark.parametrize(("kind", "content", "message"), [
+    ("postgres", b"REDIS0011xx", "Cannot restore x.pgdump into db: it is a redis backup; "
+                                 "nothing was changed"),
+    ("redis", b"PGDMPxx", "Cannot restore x.pgdump into db: it is a postgres backup; "
+                          "nothing was changed"),
+    ("redis", b"", "Cannot restore x.pgdump into db: it is not a backup (bad header); "
+                   "nothing was changed"),
+])
+def test_foreign_and_headerless_backups_are_refused(tmp_path, kind, content, message):
+    from slipway.platform import capsule_backups
+
+    path = tmp_path / "x.pgdump"
+    path.write_bytes(content)
+    with pytest.raises(InvalidInput) as info:
+        capsule_backups.check_backup(_capsule(kind), path)
+    assert info.value.message == message
+
+
+@pytest.mark.parametrize("name", ["../secret_key", "x.rdb", "20260101T000000000000Z.sql",
+                                  "20260101T000000000000Z.rdb/../../x", None, 3])
+def test_restore_takes_only_backup_names(tmp_path, name):
+    from slipway.config import Settings
+    from slipway.platform import capsule_backups
+
+    settings = Settings(home=tmp_path)
+    with pytest.raises(InvalidInput) as info:
+        capsule_backups.restore_backup(settings, _capsule("redis"), name)
+    assert info.value.message == "backup must be a backup name as `capsules:backups` lists it"
