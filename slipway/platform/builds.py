@@ -22,6 +22,7 @@ from slipway.platform import runtime
 from slipway.platform.apps import app_url
 from slipway.platform.config_vars import get_config
 from slipway.platform.db import paginate, session_scope
+from slipway.platform.deploy import app_lock, deploy_release
 from slipway.platform.errors import NotFound, SlipwayError
 from slipway.platform.logstream import LogWriter, build_log_key
 from slipway.platform.models import App, Build, BuildStatus, utcnow
@@ -64,8 +65,6 @@ def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> l
     found ``building`` (its worker died) is marked failed. Returns the ids of the
     containers the new release replaced, for the caller to retire.
     """
-    from slipway.platform.deploy import app_lock, deploy_release  # these import docker
-
     log = LogWriter(redis_client, build_log_key(build_id))
     with session_scope(settings.database) as session:
         build = session.get(Build, build_id)
