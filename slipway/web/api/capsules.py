@@ -9,7 +9,7 @@ from slipway.platform import capsule_backups, tasks
 from slipway.platform import capsules as capsule_service
 from slipway.platform.errors import BadRequest
 from slipway.platform.models import Capsule
-from slipway.web.api.common import bp, json_body, page, page_args
+from slipway.web.api.common import bp, iso, json_body, page, page_args
 from slipway.web.app import db_session, settings
 from slipway.web.auth import current_user, require_token
 
@@ -23,7 +23,7 @@ def capsule_json(capsule: Capsule) -> dict:
         "version": capsule.version or None,
         "status": capsule.status.value,
         "error": capsule.error,
-        "created_at": capsule.created_at.isoformat(),
+        "created_at": iso(capsule.created_at),
         # Only ever shown to its owner (or an admin): others get 404 before this.
         "url": capsule_service.owner_url(s, capsule),
         "container": capsule_service.docker_name(s.instance_id, capsule.name),
@@ -118,7 +118,7 @@ def detach_capsule(name: str, capsule_name: str):
 
 
 def backup_json(backup) -> dict:
-    return {"name": backup.name, "size": backup.size, "created_at": backup.created_at.isoformat()}
+    return {"name": backup.name, "size": backup.size, "created_at": iso(backup.created_at)}
 
 
 @bp.get("/capsules/<name>/backups")
