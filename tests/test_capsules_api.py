@@ -200,3 +200,18 @@ def test_other_users_capsules_are_404_everywhere(client, tokens, enqueued, setti
         assert response.json["error"]["message"] == "No capsule named secret"
     assert client.get("/api/v1/capsules", headers=bob).json["items"] == []
     assert client.get("/api/v1/capsules/secret", headers=tokens["ada"]).status_code == 200
+
+
+def test_destroying_an_app_detaches_its_capsules_and_keeps_them(client, tokens, enqueued,
+                                                                settings):
+    client.post("/api/v1/apps", json={"name": "shop"}, headers=tokens["ada"])
+    client.post("/api/v1/capsules", json={"kind": "redis", "name": "kept"}, headers=tokens["ada"])
+    _available(settings, "kept")
+    client.post("/api/v1/apps/shop/capsules", json={"capsule": "kept"}, headers=tokens["ada"])
+    from slipway.platform.models import App
+
+    # What destroy_app does to the rows (its Docker and router steps need neither).
+    with session_scope(settings.database) as session:
+        session.delete(session.scalar(select(App)))
+    shown = client.get("/api/v1/capsules/kept", headers=tokens["ada"]).json
+    assert (shown["status"], shown["attachments"]) == ("available", [])

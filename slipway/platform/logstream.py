@@ -13,7 +13,10 @@ END = "end"
 
 @functools.cache
 def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    # redis-py 8 defaults to a 5 s socket timeout, which cuts `follow`'s 5 s blocking
+    # XREAD short: allow well over the longest block.
+    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30,
+                                socket_timeout=60)
 
 
 def build_log_key(build_id: int) -> str:
