@@ -276,17 +276,6 @@ def capsule_networks(session: Session, settings: Settings, app: App) -> list[str
     return [docker_name(settings.instance_id, a.capsule.name) for a in _attachments(session, app)]
 
 
-def connect_networks(client: docker.DockerClient, networks: list[str], container_id: str) -> None:
-    """Connect an app container to its capsules' networks. Raises DeployFailed."""
-    for network in networks:
-        try:
-            client.networks.get(network).connect(container_id)
-        except DockerException as exc:
-            raise DeployFailed(
-                f"Could not connect to capsule network {network}: {runtime.explain(exc)}"
-            ) from exc
-
-
 def destroy_capsule(session: Session, settings: Settings, capsule: Capsule,
                     confirm: object) -> None:
     """Remove a capsule: container, network, volume and row. Its data is gone.

@@ -57,9 +57,8 @@ def deploy_release(
         suffix=secrets.token_hex(3),
     )
     try:
-        container_id, host_port = runtime.start(client, spec)
-        capsules.connect_networks(
-            client, capsules.capsule_networks(session, settings, app), container_id
+        container_id, host_port = runtime.start(
+            client, spec, capsules.capsule_networks(session, settings, app)
         )
         timings["start"] = time.monotonic() - started
         if host_port is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import http.client
 import time
+from collections.abc import Sequence
 
 import docker
 from docker.errors import APIError, DockerException, NotFound
@@ -93,10 +94,22 @@ def ensure_network(
                 raise
 
 
-def start(client: docker.DockerClient, spec: dict) -> tuple[str, int | None]:
-    """Start a container; returns (container id, host port or None). Raises DeployFailed."""
+def start(
+    client: docker.DockerClient, spec: dict, networks: Sequence[str] = ()
+) -> tuple[str, int | None]:
+    """Start a container, also joined to ``networks`` (attached capsules'); returns
+    (container id, host port or None). Raises DeployFailed."""
     try:
-        container = client.containers.run(**spec)
+        if networks:
+            # Joined before the start: joining a running container to a second network
+            # can leave its published port unanswered.
+            spec = {key: value for key, value in spec.items() if key != "detach"}
+            container = client.containers.create(**spec)
+            for network in networks:
+                client.networks.get(network).connect(container.id)
+            container.start()
+        else:
+            container = client.containers.run(**spec)
         container.reload()
     except DockerException as exc:
         raise DeployFailed(f"Could not start container: {explain(exc)}") from exc
