@@ -108,19 +108,25 @@ def relay_run_output(chunks, out) -> int:
         if at >= 0:
             out.write(pending[:at])
             out.flush()
-            status = pending[at + len(SENTINEL):].strip()
-            try:
-                return int(status) if int(status) >= 0 else 1
-            except ValueError:
-                return 1
+            pending = pending[at:]
+            break
         keep = _partial_sentinel(pending)
         out.write(pending[:len(pending) - keep])
         out.flush()
         pending = pending[len(pending) - keep:]
-    out.write(pending)
-    out.flush()
-    click.echo("Connection to Slipway lost before the command finished", err=True)
-    return 1
+    else:
+        out.write(pending)
+        out.flush()
+        click.echo("Connection to Slipway lost before the command finished", err=True)
+        return 1
+    # The status line may arrive in pieces.
+    for chunk in chunks:
+        pending += chunk
+    status = pending[len(SENTINEL):].strip()
+    try:
+        return int(status) if int(status) >= 0 else 1
+    except ValueError:
+        return 1
 
 
 def _partial_sentinel(data: bytes) -> int:

@@ -151,12 +151,10 @@ def rollback(
     """
     if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
         raise InvalidInput("version must be a whole number, e.g. 3", field="version")
+    _rollback_target(session, app, version)  # bad input fails before anything waits
     with app_lock(redis_client, settings, app.name):
         session.refresh(app)
-        statuses = {v: s.value for v, s in session.execute(
-            select(Release.version, Release.status).where(Release.app_id == app.id))}
-        current = app.current_release.version if app.current_release else None
-        target_version = formation.rollback_target(statuses, current, version)
+        target_version = _rollback_target(session, app, version)
         target = session.scalar(select(Release).where(
             Release.app_id == app.id, Release.version == target_version))
         if target is None:  # pragma: no cover - rollback_target checked it
@@ -184,3 +182,10 @@ def rollback(
         config_vars.apply_changes(session, secret_key, app, changes)
         session.commit()
     return release, old
+
+
+def _rollback_target(session: Session, app: App, version: int | None) -> int:
+    statuses = {v: s.value for v, s in session.execute(
+        select(Release.version, Release.status).where(Release.app_id == app.id))}
+    current = app.current_release.version if app.current_release else None
+    return formation.rollback_target(statuses, current, version)
