@@ -2,8 +2,8 @@
 
 import pytest
 
-from slipway.platform import releases, users
 from slipway.platform import apps as app_service
+from slipway.platform import releases, users
 from slipway.platform.db import session_scope
 from slipway.platform.models import App, ReleaseStatus
 from slipway.web.app import create_app
