@@ -93,7 +93,7 @@ def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> l
                     raise SlipwayError("Another deploy of this app did not finish in time")
             started = time.monotonic()
             with tarfile.open(source_archive(settings, build_id)) as archive:
-                archive.extractall(workdir, filter="data")
+                _extract(archive, workdir)
             plan = detect(workdir)
             client = runtime.docker_client()
             log.step(f"{STACK_NAMES.get(plan.stack, plan.stack)} app detected")
@@ -157,6 +157,27 @@ def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> l
             session.commit()
             log.close(build.status)
         return old
+
+
+def _extract(archive: tarfile.TarFile, dest: Path) -> None:
+    """Extract a pushed revision, refusing members that would land outside ``dest``.
+
+    Python < 3.11.4 (Debian bookworm's 3.11.2) has no extraction filters: check by hand.
+    """
+    if hasattr(tarfile, "data_filter"):
+        archive.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    for member in archive.getmembers():
+        target = (root / member.name).resolve()
+        if not target.is_relative_to(root) or not (member.isfile() or member.isdir()
+                                                     or member.issym()):
+            raise SlipwayError(f"Refusing to extract {member.name!r} from the pushed revision")
+        if member.issym():
+            link = (target.parent / member.linkname).resolve()
+            if not link.is_relative_to(root):
+                raise SlipwayError(f"Refusing link {member.name!r} pointing outside the app")
+    archive.extractall(dest)  # noqa: S202 - every member checked above
 
 
 def _failed(build: Build, log: LogWriter, message: str) -> None:

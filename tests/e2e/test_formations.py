@@ -108,7 +108,7 @@ def repo(stack, tmp_path_factory):
     stack.slipway("apps:create", APP, cwd=repo)
     stack.slipway("config:set", "--app", APP, "GREETING=ahoy")
     code, out = push(stack, repo)
-    assert code == 0, out
+    assert code == 0, out + stack.log.read_text()[-4000:]
     assert "remote:        Running release command" in out
     assert "remote:        migrations ran, exiting with 0" in out
     assert "Processes started (web=1, worker=1)" in out
