@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import docker
@@ -91,6 +92,18 @@ def push(stack: Stack, repo: Path) -> tuple[int, str]:
     return result.returncode, result.stderr
 
 
+def measured(what: str, seconds: float) -> None:
+    """Print a timing (`pytest -s tests/e2e/test_formations.py | grep MEASURED`)."""
+    print(f"MEASURED {what}: {seconds:.2f} s")
+
+
+def timed_slipway(stack: Stack, what: str, *args: str, **kwargs):
+    started = time.monotonic()
+    result = stack.slipway(*args, **kwargs)
+    measured(what, time.monotonic() - started)
+    return result
+
+
 def containers(process: str) -> list:
     client = docker.from_env()
     return client.containers.list(filters={"label": [f"slipway.app={APP}",
@@ -107,7 +120,10 @@ def repo(stack, tmp_path_factory):
     commit(stack, repo, "first")
     stack.slipway("apps:create", APP, cwd=repo)
     stack.slipway("config:set", "--app", APP, "GREETING=ahoy")
+    started = time.monotonic()
     code, out = push(stack, repo)
+    measured("first push, build to live (web=1 worker=1, release phase)",
+             time.monotonic() - started)
     assert code == 0, out + stack.log.read_text()[-4000:]
     assert "remote:        Running release command" in out
     assert "remote:        migrations ran, exiting with 0" in out
@@ -132,13 +148,25 @@ def test_web_and_worker_run_with_the_release_phase_first(stack, repo):
 
 
 def test_scaling_web_balances_over_two_containers(stack, repo):
-    out = stack.slipway("ps:scale", "--app", APP, "web=2").stdout
+    out = timed_slipway(stack, "ps:scale web=2 (start, health-check, route)",
+                        "ps:scale", "--app", APP, "web=2").stdout
     assert out.strip() == f"Scaled {APP} to web=2 worker=1"
     assert len(containers("web")) == 2
     hosts = set()
     wait_for(lambda: hosts.add(stack.fetch(APP, "/host").text) or len(hosts) == 2,
              timeout=20, message="answers from two web containers")
     assert {c.id[:12] for c in containers("web")} == hosts
+
+
+def test_restart_replaces_containers_while_serving(stack, repo):
+    before = {c.id for c in containers("web")}
+    out = timed_slipway(stack, "ps:restart web (2 containers)",
+                        "ps:restart", "--app", APP, "web").stdout
+    assert out.strip() == f"Restarted web processes of {APP}"
+    assert stack.fetch(APP).text == "Formation v1\n"
+    wait_for(lambda: len(containers("web")) == 2
+             and {c.id for c in containers("web")}.isdisjoint(before),
+             timeout=30, message="the old web containers to be retired")
 
 
 def test_bad_scales_are_refused(stack, repo):
@@ -169,14 +197,21 @@ def test_a_failing_release_command_rejects_the_deploy(stack, repo):
 def test_next_push_keeps_the_scale_and_rollback_brings_back_the_previous_text(stack, repo):
     write_app(repo, "Formation v3")
     commit(stack, repo, "release passes")
+    started = time.monotonic()
     code, out = push(stack, repo)
+    measured("code push, build to live (web=2 worker=1)", time.monotonic() - started)
     assert code == 0, out
     assert "Processes started (web=2, worker=1)" in out
+    [build] = [b for b in stack.slipway("builds", "--app", APP).stdout.splitlines()
+               if "succeeded" in b][:1]
+    log = stack.slipway("builds", "--app", APP, build.split()[0]).stdout
+    assert "Running release command" in log  # the release phase's output is in the build log
     assert stack.fetch(APP).text == "Formation v3\n"
 
     result = stack.slipway("rollback", "--app", APP, "v9", check=False)
     assert result.returncode == 1 and result.stderr.strip() == "Error: No release v9"
-    out = stack.slipway("rollback", "--app", APP).stdout
+    out = timed_slipway(stack, "rollback (web=2 worker=1, no build)",
+                        "rollback", "--app", APP).stdout
     assert out.strip() == f"Rollback to v1: {APP} is now v4"
     assert stack.fetch(APP).text == "Formation v1\n"
     releases = stack.slipway("releases", "--app", APP).stdout.splitlines()
@@ -194,7 +229,8 @@ def test_a_process_type_removed_from_the_procfile_stops(stack, repo):
 
 
 def test_run_prints_output_and_returns_the_exit_code(stack, repo):
-    result = stack.slipway("run", "--app", APP, "--", "python", "-c",
+    result = timed_slipway(stack, "slipway run round trip", "run", "--app", APP, "--", "python",
+                           "-c",
                            "import os, sys; print('hi', os.environ['GREETING']); sys.exit(4)",
                            check=False)
     assert result.stdout == "hi ahoy\n"
