@@ -118,3 +118,23 @@ def test_other_users_processes_are_404(client, deployed, tokens):
                                            headers=tokens["bob"])
         assert response.status_code == 404, path
         assert response.json["error"]["message"] == "No app named shop"
+
+
+def test_a_scale_that_does_not_come_up_is_not_stored(settings, deployed, redis_url,
+                                                      monkeypatch):
+    import redis
+
+    from slipway.platform import formation, ps
+    from slipway.platform.errors import DeployFailed
+
+    def fail(*args, **kwargs):
+        raise DeployFailed("The web process did not answer HTTP on $PORT within 30 s")
+
+    monkeypatch.setattr(ps, "apply_formation", fail)
+    with session_scope(settings.database) as session:
+        app = session.query(App).filter_by(name="shop").one()
+        with pytest.raises(DeployFailed):
+            ps.scale(session, settings, redis.Redis.from_url(redis_url), app, {"web": 3})
+    with session_scope(settings.database) as session:
+        app = session.query(App).filter_by(name="shop").one()
+        assert formation.app_formation(session, app) == {"web": 1, "worker": 1}

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from slipway.config import Settings
 from slipway.platform import config_vars, formation, releases, runtime
 from slipway.platform.deploy import app_lock, apply_formation, deploy_release, process_spec
-from slipway.platform.errors import InvalidInput, NotFound
+from slipway.platform.errors import DeployFailed, InvalidInput, NotFound
 from slipway.platform.models import App, Release, User
 
 MAX_ARGV = 256
@@ -55,9 +55,17 @@ def scale(
         body, formation.process_types(release.processes), settings.max_scale)
     with app_lock(redis_client, settings, app.name):
         session.refresh(app)
+        before = formation.scales(session, app)
         formation.set_scales(session, app, changes)
         session.commit()
-        retired = apply_formation(session, settings, redis_client, app)
+        try:
+            retired = apply_formation(session, settings, redis_client, app)
+        except DeployFailed:
+            # New containers did not come up: the formation stays what actually runs.
+            formation.set_scales(session, app, {
+                ptype: before.get(ptype, formation.DEFAULT_SCALE) for ptype in changes})
+            session.commit()
+            raise
     return formation.app_formation(session, app), retired
 
 
