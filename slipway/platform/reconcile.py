@@ -1,7 +1,7 @@
 """Converge Docker's actual state on the database's desired state.
 
 Runs at start-up and on a timer: an app whose current release has no running
-web container gets one (after a host or Docker restart), containers of deleted
+container gets its formation back (after a host or Docker restart), containers of deleted
 apps go, and the router is given the route table again.
 """
 

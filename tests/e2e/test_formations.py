@@ -66,6 +66,8 @@ def stack():
     root = Path(tempfile.mkdtemp(prefix="slipway-e2e-"))
     root.chmod(0o755)
     stack = Stack(root)
+    # Keep one release's image beyond the current and previous: pruning shows in a few pushes.
+    stack.env["SLIPWAY_KEEP_RELEASES"] = "1"
     try:
         stack.start()
         yield stack
@@ -226,6 +228,14 @@ def test_a_process_type_removed_from_the_procfile_stops(stack, repo):
     assert "Processes started (web=2)" in out
     assert stack.fetch(APP).text == "Formation v6\n"
     wait_for(lambda: containers("worker") == [], timeout=30, message="the worker to stop")
+
+    # v5 is current, v4 (v1's image) previous: v3's image was pruned, v2 never deployed.
+    for version, message in [("v3", "The image of v3 was pruned: it cannot be rolled back to"),
+                             ("v2", "v2 never deployed: roll back to a release that did")]:
+        result = stack.slipway("rollback", "--app", APP, version, check=False)
+        assert result.returncode == 1 and result.stderr.strip() == f"Error: {message}"
+    assert stack.fetch(APP).text == "Formation v6\n"
+    assert stack.slipway("releases", "--app", APP).stdout.splitlines()[0].startswith("* v5")
 
 
 def test_run_prints_output_and_returns_the_exit_code(stack, repo):
