@@ -23,7 +23,9 @@ def ps_list(app: str | None) -> None:
     shown = " ".join(f"{ptype}={count}" for ptype, count in formation.items())
     click.echo(f"=== {name}: {shown or 'not deployed'}")
     for proc in api.json("GET", f"/apps/{name}/ps"):
-        click.echo(f"{proc['type']:<10} {proc['state']:<11} {proc['name']:<44} {proc['status']}")
+        release = f"v{proc['release']}" if proc["release"] else "-"
+        click.echo(f"{proc['type']:<10} {proc['state']:<11} {release:<6} {proc['name']:<40} "
+                   f"{proc['status']}")
 
 
 @cli.command("ps:scale")

@@ -22,9 +22,11 @@ MAX_ARGV = 256
 MAX_ARG_BYTES = 32 * 1024
 
 
-def list_processes(settings: Settings, app: App) -> list[dict]:
-    """The app's containers as Docker reports them: type, name, state, release."""
+def list_processes(session: Session, settings: Settings, app: App) -> list[dict]:
+    """The app's containers as Docker reports them: type, name, state, release version."""
     client = runtime.docker_client()
+    versions = {str(rid): v for rid, v in session.execute(
+        select(Release.id, Release.version).where(Release.app_id == app.id))}
     rows = []
     for c in runtime.app_containers(client, settings.instance_id, app.name, all=True):
         labels = c["Labels"]
@@ -33,7 +35,7 @@ def list_processes(settings: Settings, app: App) -> list[dict]:
             "name": c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12],
             "state": c["State"],
             "status": c.get("Status", ""),
-            "release": labels.get(runtime.LABEL_RELEASE),
+            "release": versions.get(labels.get(runtime.LABEL_RELEASE, "")),
             "created_at": dt.datetime.fromtimestamp(c["Created"], dt.UTC).isoformat(),
         })
     return sorted(rows, key=lambda r: (r["type"] != "web", r["type"], r["name"]))

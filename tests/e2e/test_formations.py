@@ -8,11 +8,13 @@ from __future__ import annotations
 import shutil
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import docker
 import pytest
+import requests
 
 from tests.e2e.stack import Stack
 from tests.e2e.test_push_to_deploy import commit, python_image_available
@@ -141,8 +143,8 @@ def test_web_and_worker_run_with_the_release_phase_first(stack, repo):
     assert worker.attrs["HostConfig"]["PortBindings"] in ({}, None)
     ps = stack.slipway("ps", "--app", APP).stdout
     assert ps.splitlines()[0] == f"=== {APP}: web=1 worker=1"
-    assert [line.split()[:2] for line in ps.splitlines()[1:]] == [
-        ["web", "running"], ["worker", "running"]]
+    assert [line.split()[:3] for line in ps.splitlines()[1:]] == [
+        ["web", "running", "v1"], ["worker", "running", "v1"]]
     # The release container ran once and is gone.
     client = docker.from_env()
     assert client.containers.list(all=True, filters={"label": [f"slipway.app={APP}",
@@ -162,13 +164,30 @@ def test_scaling_web_balances_over_two_containers(stack, repo):
 
 def test_restart_replaces_containers_while_serving(stack, repo):
     before = {c.id for c in containers("web")}
-    out = timed_slipway(stack, "ps:restart web (2 containers)",
-                        "ps:restart", "--app", APP, "web").stdout
-    assert out.strip() == f"Restarted web processes of {APP}"
-    assert stack.fetch(APP).text == "Formation v1\n"
-    wait_for(lambda: len(containers("web")) == 2
-             and {c.id for c in containers("web")}.isdisjoint(before),
-             timeout=30, message="the old web containers to be retired")
+    statuses: list[int] = []
+    done = threading.Event()
+
+    def hammer() -> None:
+        while not done.is_set():
+            try:
+                statuses.append(stack.fetch(APP).status_code)
+            except requests.RequestException:
+                statuses.append(0)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        out = timed_slipway(stack, "ps:restart web (2 containers)",
+                            "ps:restart", "--app", APP, "web").stdout
+        assert out.strip() == f"Restarted web processes of {APP}"
+        wait_for(lambda: len(containers("web")) == 2
+                 and {c.id for c in containers("web")}.isdisjoint(before),
+                 timeout=30, message="the old web containers to be retired")
+    finally:
+        done.set()
+        thread.join()
+    assert statuses and set(statuses) == {200}, sorted(set(statuses))
+    print(f"MEASURED requests during ps:restart: {len(statuses)}, all 200")
 
 
 def test_bad_scales_are_refused(stack, repo):

@@ -29,7 +29,7 @@ def _redis():
 @bp.get("/apps/<name>/ps")
 @require_token
 def list_processes(name: str):
-    return jsonify(ps.list_processes(settings(), _app(name)))
+    return jsonify(ps.list_processes(db_session(), settings(), _app(name)))
 
 
 @bp.get("/apps/<name>/formation")
