@@ -257,6 +257,31 @@ def test_a_process_type_removed_from_the_procfile_stops(stack, repo):
     assert stack.slipway("releases", "--app", APP).stdout.splitlines()[0].startswith("* v5")
 
 
+def test_scaling_down_drops_no_request(stack, repo):
+    statuses: list[int] = []
+    done = threading.Event()
+
+    def hammer() -> None:
+        while not done.is_set():
+            try:
+                statuses.append(stack.fetch(APP).status_code)
+            except requests.RequestException:
+                statuses.append(0)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        out = timed_slipway(stack, "ps:scale web=1 (scale down)",
+                            "ps:scale", "--app", APP, "web=1").stdout
+        assert out.strip() == f"Scaled {APP} to web=1"
+        wait_for(lambda: len(containers("web")) == 1, timeout=30,
+                 message="the surplus web container to be retired")
+    finally:
+        done.set()
+        thread.join()
+    assert statuses and set(statuses) == {200}, sorted(set(statuses))
+
+
 def test_run_prints_output_and_returns_the_exit_code(stack, repo):
     result = timed_slipway(stack, "slipway run round trip", "run", "--app", APP, "--", "python",
                            "-c",
