@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     # Old containers keep serving in-flight requests this long after the switch.
     drain_seconds: float = 2.0
     route_timeout: float = 10.0
+    # Formations: the most containers one process type of an app may be scaled to.
+    max_scale: int = 10
+    # The release phase (`release:` in the Procfile) fails after this many seconds.
+    release_timeout: int = 600
+    # Images of the newest this-many releases are kept (and always the current and previous).
+    keep_releases: int = 5
+    # `slipway run` containers are killed after this many seconds.
+    run_timeout: int = 3600
 
     # Capsules (managed PostgreSQL and Redis)
     capsule_memory: str = "256m"

@@ -20,4 +20,4 @@ def main() -> None:
 
 
 # Each module registers its verbs on `cli`.
-from slipway.cli import apps, capsules, client, server  # noqa: E402,F401
+from slipway.cli import apps, capsules, client, ps, server  # noqa: E402,F401

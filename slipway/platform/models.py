@@ -160,6 +160,21 @@ class Release(Base):
     app: Mapped[App] = relationship(foreign_keys=[app_id])
 
 
+# --- Formations: the scale of each process type (ps:scale) ---------------------------------
+
+
+class Formation(Base):
+    """How many containers of one process type an app runs; absent types run one."""
+
+    __tablename__ = "formations"
+    __table_args__ = (UniqueConstraint("app_id", "process_type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    process_type: Mapped[str] = mapped_column(String(30))
+    quantity: Mapped[int] = mapped_column(Integer)
+
+
 # --- Capsules: managed PostgreSQL and Redis (issue 4) ---------------------------
 
 
