@@ -13,7 +13,7 @@ from slipway.platform.errors import DeployFailed
 def fake_docker(monkeypatch):
     calls = {"started": [], "removed": []}
 
-    def start(client, spec):
+    def start(client, spec, networks=()):
         container_id = f"c{len(calls['started'])}"
         calls["started"].append((container_id, spec["labels"]["slipway.process"]))
         return container_id, 40000 + len(calls["started"]) if spec["ports"] else None
