@@ -70,7 +70,6 @@ def stack():
         yield stack
     finally:
         stack.stop()
-        shutil.copy(stack.log, "/tmp/capsules_stack.log")
         shutil.rmtree(root, ignore_errors=True)
 
 
