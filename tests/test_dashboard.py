@@ -242,3 +242,17 @@ def test_cli_sets_passwords(settings, monkeypatch):
     with session_scope(settings.database) as session:
         assert users.verify_login(session, "cy@example.com", "another one") is not None
         assert users.verify_login(session, "cy@example.com", "long enough") is None
+
+
+def test_logs_api_checks_its_arguments_and_the_owner(web, accounts):
+    api = web.test_client()
+    ada = {"Authorization": f"Bearer {accounts['ada']}"}
+    bob = {"Authorization": f"Bearer {accounts['bob']}"}
+    assert api.post("/api/v1/apps", json={"name": "shop"}, headers=ada).status_code == 201
+    for tail in ("x", "-1", "5001"):
+        response = api.get(f"/api/v1/apps/shop/logs?tail={tail}", headers=ada)
+        assert response.status_code == 400
+        assert response.json["error"] == {"code": "bad_request", "field": "tail",
+                                          "message": "tail must be a whole number from 0 to 5000"}
+    assert api.get("/api/v1/apps/shop/logs", headers=bob).status_code == 404
+    assert api.get("/api/v1/apps/shop/logs").status_code == 401
