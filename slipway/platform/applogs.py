@@ -53,25 +53,32 @@ class RateLimiter:
 
 
 def app_log_lines(
-    client: docker.DockerClient, instance: str, app: str, *, tail: int, follow: bool,
+    client: docker.DockerClient, instance: str, app: str, release_id: int | None, *,
+    tail: int, follow: bool,
     max_line_bytes: int, max_lines_per_second: int, idle_seconds: float = 15.0,
 ) -> Iterator[str]:
-    """Lines (without newline) from every running container of ``app``: "<ts> <proc.id>: text".
+    """Lines (without newline) from the running web containers of ``app``'s release
+    ``release_id`` (none when it is None): "<timestamp> <process>.<id>: text".
 
     Without ``follow``, the last ``tail`` lines of each container, oldest first. With
     ``follow``, a never-ending stream; yields "" every ``idle_seconds`` without output
     so a caller can keep its connection alive. Long lines are cut and floods are thinned
     (with a "[slipway] N lines dropped" notice), so a chatty app cannot exhaust the reader.
     """
-    containers = runtime.app_containers(client, instance, app, process="web")
+    # Only the current release's: old ones draining after a deploy would repeat stale output.
+    containers = [
+        c for c in runtime.app_containers(client, instance, app, process="web")
+        if release_id is not None
+        and c.get("Labels", {}).get(runtime.LABEL_RELEASE) == str(release_id)
+    ]
     limiter = RateLimiter(max_lines_per_second)
     if not follow:
         lines: list[str] = []
         for container in containers:
-            lines.extend(_read(client, container, tail=tail, follow=False))
+            lines.extend(_read(client, container, tail=tail, follow=False,
+                               max_line_bytes=max_line_bytes))
         lines.sort()  # each line starts with its RFC 3339 timestamp
-        for line in lines:
-            yield clip(line, max_line_bytes)
+        yield from lines
         return
 
     # One thread per container feeds a bounded queue; when the reader stops, the streams close.
@@ -81,7 +88,8 @@ def app_log_lines(
 
     def pump(container: dict) -> None:
         try:
-            for line in _read(client, container, tail=tail, follow=True, streams=streams):
+            for line in _read(client, container, tail=tail, follow=True,
+                              max_line_bytes=max_line_bytes, streams=streams):
                 if stop.is_set():
                     return
                 try:
@@ -110,7 +118,7 @@ def app_log_lines(
                 continue
             if dropped:
                 yield f"[slipway] {dropped} lines dropped (more than {max_lines_per_second}/s)"
-            yield clip(item, max_line_bytes)
+            yield item
     finally:
         stop.set()
         for stream in list(streams):
@@ -121,28 +129,33 @@ def app_log_lines(
 
 
 def _read(client: docker.DockerClient, container: dict, *, tail: int, follow: bool,
-          streams: list | None = None) -> Iterator[str]:
-    """Decoded lines of one container's log, prefixed after the timestamp with its name."""
+          max_line_bytes: int, streams: list | None = None) -> Iterator[str]:
+    """Decoded lines of one container's log, named after the timestamp, cut to size.
+
+    Memory stays bounded by ``max_line_bytes`` plus one chunk, however long a line is.
+    """
     name = container_label(container)
     try:
-        if follow:
-            stream = client.api.logs(container["Id"], stream=True, follow=True, tail=tail,
-                                     timestamps=True)
+        stream = client.api.logs(container["Id"], stream=True, follow=follow, tail=tail,
+                                 timestamps=True)
+        if streams is not None:
             streams.append(stream)
-            chunks = stream
-        else:
-            chunks = [client.api.logs(container["Id"], stream=False, tail=tail, timestamps=True)]
         pending = b""
-        for chunk in chunks:
+        skipping = False  # inside a line already cut: drop bytes until its newline
+        for chunk in stream:
             pending += chunk
             *complete, pending = pending.split(b"\n")
             for raw in complete:
-                yield _format(raw, name)
-            if len(pending) > 1 << 20:  # a megabyte without a newline: cut it here
-                yield _format(pending, name)
-                pending = b""
-        if pending:
-            yield _format(pending, name)
+                if skipping:
+                    skipping = False
+                    continue
+                yield clip(_format(raw, name), max_line_bytes)
+            if len(pending) > max_line_bytes + 64:  # room for the timestamp and name
+                if not skipping:
+                    yield clip(_format(pending, name), max_line_bytes)
+                pending, skipping = b"", True
+        if pending and not skipping:
+            yield clip(_format(pending, name), max_line_bytes)
     except DockerException:
         return  # the container went away (a redeploy): its stream just ends
 

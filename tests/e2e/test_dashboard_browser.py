@@ -169,6 +169,8 @@ def test_create_push_configure_and_watch_logs(page_, stack, token, tmp_path_fact
         "#app-log div", has_text="<b>marker-hi<i>there</i></b>").count() > 0,
         timeout=30, interval=0.5, message="the app's line in the log view")
     assert page.locator("#app-log b").count() == 0
+    # Only the live release's containers: v1's line (GREETING unset) is not repeated.
+    assert page.locator("#app-log div", has_text="marker-none").count() == 0
     page.fill("#log-filter", "no such text")
     assert page.locator("#app-log div:not(.hidden)").count() == 0
     page.fill("#log-filter", "")

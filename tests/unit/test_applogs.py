@@ -31,3 +31,48 @@ def test_log_lines_name_their_container():
 def test_server_sent_events_cannot_be_split_by_the_data():
     assert sse("line", "a\nb\r\n\nevent: end") == (
         "event: line\ndata: a\ndata: b\ndata: \ndata: event: end\n\n")
+
+
+class FakeAPI:
+    """Docker's low-level API as app_log_lines uses it: two containers, one flooding."""
+
+    def __init__(self, chunks_by_id: dict[str, list[bytes]]) -> None:
+        self.chunks_by_id = chunks_by_id
+
+    def containers(self, all: bool, filters: dict) -> list[dict]:
+        release = {"a1": "7", "b2": "7", "old": "6"}
+        return [{"Id": cid, "Labels": {"slipway.process": "web", "slipway.release": release[cid]}}
+                for cid in self.chunks_by_id]
+
+    def logs(self, container_id, stream, follow, tail, timestamps):
+        assert stream and timestamps and tail == 10
+        # In pieces of 64 KiB, as a socket would hand them over.
+        data = b"".join(self.chunks_by_id[container_id])
+        return (data[i:i + 65536] for i in range(0, len(data), 65536))
+
+
+class FakeClient:
+    def __init__(self, chunks_by_id):
+        self.api = FakeAPI(chunks_by_id)
+
+
+def test_many_megabytes_of_output_arrive_cut_and_thinned():
+    from slipway.platform.applogs import app_log_lines
+
+    flood = [b"2026-01-01T00:00:01Z " + b"x" * 5_000_000 + b"\n"]  # one 5 MB line
+    flood += [b"2026-01-01T00:00:02Z spam %d\n" % i for i in range(20_000)]
+    client = FakeClient({"a1": flood, "b2": [b"2026-01-01T00:00:00Z <script>hi</script>\n"],
+                         "old": [b"2026-01-01T00:00:00Z from the old release\n"]})
+    lines = list(app_log_lines(client, "inst", "shop", 7, tail=10, follow=True,
+                               max_line_bytes=100, max_lines_per_second=50, idle_seconds=5))
+    assert all(len(line.encode()) <= 100 + len("…".encode()) for line in lines)
+    assert not any("old release" in line for line in lines)
+    assert lines.count("2026-01-01T00:00:01Z web.a1: " + "x" * 71 + "…") == 1  # cut once
+    assert not any(line.startswith("xxx") for line in lines)  # its rest was skipped
+    assert lines[0].startswith("2026-01-01T00:00") and len(lines) < 2000  # thinned, not 20 000
+
+    past = list(app_log_lines(client, "inst", "shop", 7, tail=10, follow=False,
+                              max_line_bytes=100, max_lines_per_second=50))
+    assert past[0].endswith("b2: <script>hi</script>")  # oldest first across containers
+    assert list(app_log_lines(client, "inst", "shop", None, tail=10, follow=False,
+                              max_line_bytes=100, max_lines_per_second=50)) == []

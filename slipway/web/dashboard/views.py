@@ -290,13 +290,15 @@ def logs(name: str):
 @login_required
 def logs_stream(name: str):
     s = settings()
-    app_name = _app(name).name
+    app = _app(name)
+    app_name, release_id = app.name, app.current_release_id
     db_session().close()  # the stream can last hours: hold no database connection
 
     def events():
         try:
             for line in app_log_lines(
-                runtime.docker_client(), s.instance_id, app_name, tail=100, follow=True,
+                runtime.docker_client(), s.instance_id, app_name, release_id, tail=100,
+                follow=True,
                 max_line_bytes=s.log_max_line_bytes,
                 max_lines_per_second=s.log_max_lines_per_second,
             ):
