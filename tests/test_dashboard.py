@@ -256,3 +256,31 @@ def test_logs_api_checks_its_arguments_and_the_owner(web, accounts):
                                           "message": "tail must be a whole number from 0 to 5000"}
     assert api.get("/api/v1/apps/shop/logs", headers=bob).status_code == 404
     assert api.get("/api/v1/apps/shop/logs").status_code == 401
+
+
+def test_build_page_shows_the_log_and_streams_a_running_build(web, accounts, dash_settings):
+    from slipway.platform import apps as app_service
+    from slipway.platform import builds as build_service
+    from slipway.platform.logstream import LogWriter, build_log_key
+
+    with session_scope(dash_settings.database) as session:
+        ada = users.get_by_email(session, "ada@example.com")
+        app = app_service.create_app(session, ada, "shop")
+        build = build_service.create_build(session, app, commit="a" * 40, user_id=ada.id)
+        build.log = "-----> <script>alert(1)</script>\n"
+        build_id = build.id
+    client = signed_in(web, "ada@example.com")
+    page = client.get(f"/apps/shop/builds/{build_id}").data
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in page and b"<script>alert" not in page
+    assert f'data-stream="/apps/shop/builds/{build_id}/stream"'.encode() in page  # pending: live
+
+    log = LogWriter(connect(dash_settings.redis_url), build_log_key(build_id))
+    log.step("Building image")
+    log("two\nlines")
+    log.close("succeeded")
+    stream = client.get(f"/apps/shop/builds/{build_id}/stream")
+    assert stream.mimetype == "text/event-stream"
+    assert stream.get_data(as_text=True) == (
+        "event: line\ndata: -----> Building image\n\n"
+        "event: line\ndata: two\ndata: lines\n\n"
+        "event: end\ndata: succeeded\n\n")
