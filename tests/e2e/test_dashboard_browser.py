@@ -12,11 +12,11 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import docker
 import pytest
 import requests
 
 from tests.e2e.stack import Stack
-from tests.e2e.test_push_to_deploy import python_image_available
 from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -46,6 +46,14 @@ APP_PY = textwrap.dedent('''
     def env(key):
         return os.environ.get(key, "<unset>")
 ''')
+
+
+def python_image_available() -> bool:
+    # The low-level list: the high-level one inspects each image, and fails when another
+    # test run on the same engine removes one meanwhile.
+    images = docker.from_env().api.images()
+    return any(tag.startswith(("slipway/python:", "python:"))
+               for image in images for tag in image.get("RepoTags") or [])
 
 
 @pytest.fixture(scope="module")

@@ -76,3 +76,16 @@ def test_many_megabytes_of_output_arrive_cut_and_thinned():
     assert past[0].endswith("b2: <script>hi</script>")  # oldest first across containers
     assert list(app_log_lines(client, "inst", "shop", None, tail=10, follow=False,
                               max_line_bytes=100, max_lines_per_second=50)) == []
+
+
+def test_following_a_quiet_stream_outlasts_the_redis_client_timeout(tmp_path):
+    """A build silent for longer than redis-py's default 5 s read timeout keeps its log."""
+    from slipway.platform.logstream import connect, follow
+    from tests.support import start_redis, stop_process
+
+    proc, url = start_redis(tmp_path)
+    try:
+        events = follow(connect(url), "slipway:log:quiet", idle_timeout=6)
+        assert next(events) == ("idle", "")
+    finally:
+        stop_process(proc)
