@@ -1,6 +1,6 @@
 """The `slipway` command.
 
-Server verbs (`slipway.cli.server`: up, web, worker, beat, router, users:create,
+Server verbs (`slipway.cli.server`: up, web, worker, beat, router, users:create, users:passwd,
 images bootstrap) run on the Slipway host; client verbs (login, apps, config,
 releases, builds, logs) talk to the REST API with the token `slipway login` stored.
 """
