@@ -88,6 +88,20 @@ class Settings(BaseSettings):
     web_threads: int = 16
     worker_concurrency: int = 4
 
+    # Dashboard
+    # Send the session cookie only over HTTPS: set it when the dashboard is served over TLS.
+    cookie_secure: bool = False
+    session_hours: int = 12
+    # Failed sign-ins per IP address and email before further tries wait out the window.
+    login_max_failures: int = 5
+    login_window_seconds: int = 300
+
+    # Runtime logs (`slipway logs`, the dashboard's log view)
+    log_tail_max: int = 5000
+    # Longer lines are cut; beyond the rate, lines are dropped with a notice.
+    log_max_line_bytes: int = 4096
+    log_max_lines_per_second: int = 500
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
