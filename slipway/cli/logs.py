@@ -1,4 +1,4 @@
-"""`slipway logs`: the runtime logs of an app's web containers."""
+"""`slipway logs`: the runtime logs of an app's process containers."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ def app_log_lines(
     tail: int, follow: bool,
     max_line_bytes: int, max_lines_per_second: int, idle_seconds: float = 15.0,
 ) -> Iterator[str]:
-    """Lines (without newline) from the running web containers of ``app``'s release
+    """Lines (without newline) from the running process containers of ``app``'s release
     ``release_id`` (none when it is None): "<timestamp> <process>.<id>: text".
 
     Without ``follow``, the last ``tail`` lines of each container, oldest first. With
@@ -66,10 +66,12 @@ def app_log_lines(
     (with a "[slipway] N lines dropped" notice), so a chatty app cannot exhaust the reader.
     """
     # Only the current release's: old ones draining after a deploy would repeat stale output.
+    # One-off `slipway run` containers print to their own caller instead.
     containers = [
-        c for c in runtime.app_containers(client, instance, app, process="web")
+        c for c in runtime.app_containers(client, instance, app)
         if release_id is not None
         and c.get("Labels", {}).get(runtime.LABEL_RELEASE) == str(release_id)
+        and c.get("Labels", {}).get(runtime.LABEL_PROCESS) != "run"
     ]
     limiter = RateLimiter(max_lines_per_second)
     if not follow:

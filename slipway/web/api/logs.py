@@ -1,4 +1,4 @@
-"""Runtime logs of an app's web containers, as a text/plain stream."""
+"""Runtime logs of an app's process containers, as a text/plain stream."""
 
 from __future__ import annotations
 
