@@ -12,6 +12,7 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +76,22 @@ class Settings(BaseSettings):
     # Router (nginx)
     nginx_binary: str = "nginx"
 
+    # TLS: "acme" gets certificates from the ACME directory over HTTP-01,
+    # "internal" issues them from a local CA kept in SLIPWAY_HOME/ca (for
+    # *.localhost and private networks), "off" serves HTTP only.
+    tls: Literal["acme", "internal", "off"] = "acme"
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str | None = None
+    # A PEM bundle to trust the ACME directory's own HTTPS with (e.g. pebble's);
+    # None trusts the system's CAs.
+    acme_ca_bundle: Path | None = None
+    # Renew certificates expiring within this many days (beat checks every
+    # `certificate_check_interval` seconds, which also retries failures).
+    renew_before_days: int = 30
+    certificate_check_interval: float = 300.0
+    # Strict-Transport-Security on HTTPS responses, unless an app says otherwise.
+    hsts: bool = False
+
     # Processes started by `slipway up` / `slipway web`
     web_workers: int = 2
     web_threads: int = 16
@@ -108,6 +125,11 @@ class Settings(BaseSettings):
     @property
     def router_dir(self) -> Path:
         return self.home / "router"
+
+    @property
+    def certs_dir(self) -> Path:
+        """Certificates and keys (keys 0600), the ACME account key and the internal CA."""
+        return self.home / "certs"
 
     def ensure_home(self) -> None:
         for path in (self.home, self.repos_dir, self.builds_dir, self.router_dir):
