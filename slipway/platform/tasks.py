@@ -104,3 +104,19 @@ def issue_certificate(domain_id: int, force: bool = False) -> bool:
         except RouterError as exc:
             logger.warning("routes with the new certificate not confirmed: %s", exc.message)
     return True
+
+
+@celery.task(name="slipway.domains_changed")
+def domains_changed() -> None:
+    """Republish routes after a domain was added or removed, then ask for certificates."""
+    from slipway.platform import routing
+    from slipway.router.errors import RouterError
+
+    settings = get_settings()
+    with session_scope(settings.database) as session:
+        try:
+            routing.sync_routes(session, runtime.docker_client(), connect(settings.redis_url),
+                                settings)
+        except RouterError as exc:
+            logger.warning("routes after a domain change not confirmed: %s", exc.message)
+    ensure_certificates.delay()
