@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 
 
 def https_get(host: str, port: int, ca: Path, path: str = "/") -> subprocess.CompletedProcess:
-    """GET https://host:port/path with SNI ``host`` resolved to 127.0.0.1, verified against ``ca``."""
+    """GET https://host:port/path, SNI ``host`` at 127.0.0.1, verified against ``ca``."""
     return subprocess.run(
         ["curl", "-sS", "--max-time", "10", "--resolve", f"{host}:{port}:127.0.0.1",
          "--cacert", str(ca), "-w", "\n%{http_code}", f"https://{host}:{port}{path}"],
