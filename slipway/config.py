@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     # `certificate_check_interval` seconds, which also retries failures).
     renew_before_days: int = 30
     certificate_check_interval: float = 300.0
+    # The first retry after a failed issuance; each further failure doubles it (to 6 h).
+    certificate_retry_seconds: float = 60.0
     # Strict-Transport-Security on HTTPS responses, unless an app says otherwise.
     hsts: bool = False
 

@@ -29,7 +29,6 @@ from slipway.router.routes import HostCertificate, Route
 
 logger = logging.getLogger(__name__)
 
-_BACKOFF_FIRST = 60.0
 _BACKOFF_MAX = 6 * 3600.0
 # A pending row older than this is a worker that died mid-issuance: try again.
 _PENDING_STALE = dt.timedelta(minutes=10)
@@ -121,11 +120,12 @@ def issue(session: Session, settings: Settings, domain_id: int, *, force: bool =
             )
         saved = certs.save(host, key_pem, chain)
     except AcmeFailure as exc:
-        _record_failure(session, domain_id, exc.message, exc.retry_after)
+        _record_failure(session, settings, domain_id, exc.message, exc.retry_after)
         logger.warning("certificate for %s failed (%s): %s", host, exc.kind, exc.message)
         return False
     except (OSError, ValueError) as exc:
-        _record_failure(session, domain_id, f"could not store the certificate: {exc}", None)
+        _record_failure(session, settings, domain_id,
+                        f"could not store the certificate: {exc}", None)
         return False
     domain = session.get(Domain, domain_id)
     if domain is None:  # removed while we were issuing
@@ -141,14 +141,14 @@ def issue(session: Session, settings: Settings, domain_id: int, *, force: bool =
     return True
 
 
-def _record_failure(session: Session, domain_id: int, message: str,
+def _record_failure(session: Session, settings: Settings, domain_id: int, message: str,
                     retry_after: float | None) -> None:
     session.rollback()
     domain = session.get(Domain, domain_id)
     if domain is None:
         return
     domain.failures = (domain.failures or 0) + 1
-    backoff = min(_BACKOFF_FIRST * 2 ** (domain.failures - 1), _BACKOFF_MAX)
+    backoff = min(settings.certificate_retry_seconds * 2 ** (domain.failures - 1), _BACKOFF_MAX)
     wait = max(backoff, retry_after or 0.0)
     domain.status = CertificateStatus.FAILED
     domain.last_error = message[:2000]

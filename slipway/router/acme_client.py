@@ -27,6 +27,7 @@ from slipway.router.certs import make_csr_pem
 from slipway.router.errors import RouterError
 
 _USER_AGENT = "slipway"
+_NONCE_ATTEMPTS = 4
 
 
 class AcmeFailure(RouterError):
@@ -102,14 +103,25 @@ def obtain(
     net = _Network(jwk, alg=alg, verify_ssl=str(verify) if isinstance(verify, Path) else verify,
                    user_agent=_USER_AGENT, timeout=30)
     try:
-        return _obtain(net, directory_url, email_address, host, key_pem, publish, withdraw,
-                       timeout)
+        for attempt in range(_NONCE_ATTEMPTS):
+            try:
+                return _obtain(net, directory_url, email_address, host, key_pem, publish,
+                               withdraw, timeout)
+            except (messages.Error, errors.BadNonce) as exc:
+                # The library retries a bad nonce once; servers may refuse a few in a
+                # row (pebble refuses 5% on purpose). Start the order again.
+                code = getattr(exc, "code", "badNonce")
+                if code != "badNonce" or attempt == _NONCE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
     except AcmeFailure:
         raise
     except messages.Error as exc:
         raise _from_problem(exc, host) from exc
     except errors.ValidationError as exc:
         raise AcmeFailure("challenge_failed", _validation_message(exc, host)) from exc
+    except errors.BadNonce as exc:
+        raise AcmeFailure("error", f"the ACME server kept refusing nonces for {host}") from exc
     except errors.TimeoutError as exc:
         raise AcmeFailure("timeout", f"the ACME server did not validate {host} within "
                                      f"{timeout:g} s") from exc

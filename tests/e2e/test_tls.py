@@ -202,6 +202,9 @@ def acme_stack() -> Iterator[tuple[Stack, Pebble, str]]:
         "SLIPWAY_ACME_DIRECTORY": pebble.directory,
         "SLIPWAY_ACME_CA_BUNDLE": str(pebble.ca_bundle),
         "SLIPWAY_ACME_EMAIL": "ops@example.com",
+        # Beat retries failed issuance (e.g. a refused nonce) well within the waits.
+        "SLIPWAY_CERTIFICATE_CHECK_INTERVAL": "5",
+        "SLIPWAY_CERTIFICATE_RETRY_SECONDS": "2",
     })
     try:
         pebble.start()
