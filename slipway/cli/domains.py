@@ -1,4 +1,4 @@
-"""Client verbs for custom domains and TLS: domains, domains:add, domains:remove, tls:hsts."""
+"""Client verbs for domains and TLS: domains, domains:add/remove/renew, tls:hsts."""
 
 from __future__ import annotations
 
@@ -49,6 +49,16 @@ def domains_remove(app: str | None, hostname: str) -> None:
     name = resolve_app(app)
     client().request("DELETE", f"/apps/{name}/domains/{quote(hostname, safe='')}")
     click.echo(f"Removed {hostname} from {name}")
+
+
+@cli.command("domains:renew")
+@app_option
+@click.argument("hostname")
+def domains_renew(app: str | None, hostname: str) -> None:
+    """Get a new certificate for HOSTNAME now (in the background)."""
+    name = resolve_app(app)
+    client().json("POST", f"/apps/{name}/domains/{quote(hostname, safe='')}/renew")
+    click.echo(f"Renewing the certificate of {hostname}; `slipway domains` shows its status")
 
 
 @cli.command("tls:hsts")

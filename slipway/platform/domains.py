@@ -63,6 +63,17 @@ def get_domain(session: Session, app: App, hostname: object) -> Domain:
     return domain
 
 
+def get_any_domain(session: Session, app: App, hostname: object) -> Domain:
+    """A domain of ``app`` with a certificate row, default or custom; NotFound otherwise."""
+    host = validation.domain(hostname)
+    domain = session.scalar(
+        select(Domain).where(Domain.app_id == app.id, Domain.hostname == host))
+    if domain is None:
+        raise NotFound(f"{app.name} has no domain {host} with a certificate to renew",
+                       field="hostname")
+    return domain
+
+
 def remove_domain(session: Session, app: App, hostname: object) -> str:
     """Stop routing a custom domain to ``app``; return its host name. Raises NotFound."""
     domain = get_domain(session, app, hostname)

@@ -275,6 +275,37 @@ def test_deployed_app_gets_a_certificate_and_custom_domains_too(acme_stack, tmp_
     listing = stack.slipway("domains", "--app", "secure").stdout
     assert "www.shop.example" in listing and "issued" in listing
 
+    # A forced renewal: a new certificate is served, and a steady stream of HTTPS
+    # requests sees no failure while it happens.
+    before = served_serial(host, stack.https_port, ca)
+    failures: list[str] = []
+    count = 0
+    stop = threading.Event()
+
+    def hammer() -> None:
+        nonlocal count
+        while not stop.is_set():
+            r = https_get(host, stack.https_port, ca)
+            count += 1
+            if r.returncode != 0 or r.stdout != "Hello over TLS\n\n200":
+                failures.append(r.stderr or r.stdout[-200:])
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        out = stack.slipway("domains:renew", "--app", "secure", host).stdout
+        assert out == (f"Renewing the certificate of {host}; `slipway domains` shows its "
+                       "status\n")
+        wait_for(lambda: served_serial(host, stack.https_port, ca) != before, timeout=120,
+                 message="the renewed certificate to be served")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert failures == []
+    assert count > 5
+    assert domain_status(stack, token, "secure")[host]["status"] == "issued"
+
     stack.slipway("domains:remove", "--app", "secure", "www.shop.example")
     wait_for(lambda: "www.shop.example" not in
              (stack.home / "router" / "nginx.conf").read_text(),

@@ -6,7 +6,7 @@ from flask import jsonify
 
 from slipway.platform import apps as app_service
 from slipway.platform import domains as domain_service
-from slipway.platform.errors import BadRequest, InvalidInput
+from slipway.platform.errors import BadRequest, Conflict, InvalidInput
 from slipway.platform.models import App
 from slipway.web.api.common import bp, json_body
 from slipway.web.app import db_session, settings
@@ -60,6 +60,24 @@ def remove_domain(name: str, hostname: str):
     session.commit()
     _changed(app)
     return "", 204
+
+
+@bp.post("/apps/<name>/domains/<path:hostname>/renew")
+@require_token
+def renew_domain(name: str, hostname: str):
+    """Get a new certificate now, whatever the current one's expiry (queued; 202)."""
+    session = db_session()
+    app = app_service.get_app(session, current_user(), name)
+    domain = domain_service.get_any_domain(session, app, hostname)
+    if settings().tls == "off":
+        raise Conflict("TLS is off (SLIPWAY_TLS=off): there is no certificate to renew",
+                       field="hostname")
+    from slipway.platform import tasks
+
+    tasks.issue_certificate.delay(domain.id, True)
+    response = jsonify(domain_service.domain_dict(domain))
+    response.status_code = 202
+    return response
 
 
 @bp.patch("/apps/<name>/tls")
