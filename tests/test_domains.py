@@ -226,3 +226,22 @@ def test_tls_off_attaches_no_certificates(deployed, monkeypatch):
             session, settings, [Route(app="shop", hosts=("shop.localhost",), upstreams=())])
         assert route.certificates == ()
         assert route.hosts == ("shop.localhost", "www.shop.test")
+
+
+def test_renew_queues_a_forced_issuance(client, tokens, apps, monkeypatch):
+    from slipway.platform import tasks
+    queued = []
+    monkeypatch.setattr(tasks.issue_certificate, "delay", lambda *args: queued.append(args))
+    missing = client.post("/api/v1/apps/shop/domains/www.example.com/renew",
+                          headers=tokens["ada"])
+    assert missing.status_code == 404
+    assert missing.json["error"]["message"] == ("shop has no domain www.example.com with a "
+                                                "certificate to renew")
+    assert add(client, tokens, "www.example.com").status_code == 201
+    response = client.post("/api/v1/apps/shop/domains/www.example.com/renew",
+                           headers=tokens["ada"])
+    assert response.status_code == 202 and response.json["hostname"] == "www.example.com"
+    (domain_id, force), = queued
+    assert force is True and isinstance(domain_id, int)
+    other = client.post("/api/v1/apps/shop/domains/www.example.com/renew", headers=tokens["bob"])
+    assert other.status_code == 404
