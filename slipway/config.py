@@ -12,8 +12,9 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -93,15 +94,56 @@ class Settings(BaseSettings):
     # Router (nginx)
     nginx_binary: str = "nginx"
 
+    # TLS: "acme" gets certificates from the ACME directory over HTTP-01,
+    # "internal" issues them from a local CA kept in SLIPWAY_HOME/ca (for
+    # *.localhost and private networks), "off" serves HTTP only. "auto" (the
+    # default) is "off" for a *.localhost domain, which no public CA will
+    # certify, and "acme" for any other.
+    tls: Literal["auto", "acme", "internal", "off"] = "auto"
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str | None = None
+    # A PEM bundle to trust the ACME directory's own HTTPS with (e.g. pebble's);
+    # None trusts the system's CAs.
+    acme_ca_bundle: Path | None = None
+    # Renew certificates expiring within this many days (beat checks every
+    # `certificate_check_interval` seconds, which also retries failures).
+    renew_before_days: int = 30
+    certificate_check_interval: float = 300.0
+    # The first retry after a failed issuance; each further failure doubles it (to 6 h).
+    certificate_retry_seconds: float = 60.0
+    # Strict-Transport-Security on HTTPS responses, unless an app says otherwise.
+    hsts: bool = False
+
     # Processes started by `slipway up` / `slipway web`
     web_workers: int = 2
     web_threads: int = 16
     worker_concurrency: int = 4
 
+    # Dashboard
+    # Send the session cookie only over HTTPS: set it when the dashboard is served over TLS.
+    cookie_secure: bool = False
+    session_hours: int = 12
+    # Failed sign-ins per IP address and email before further tries wait out the window.
+    login_max_failures: int = 5
+    login_window_seconds: int = 300
+
+    # Runtime logs (`slipway logs`, the dashboard's log view)
+    log_tail_max: int = 5000
+    # Longer lines are cut; beyond the rate, lines are dropped with a notice.
+    log_max_line_bytes: int = 4096
+    log_max_lines_per_second: int = 500
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _resolve_tls(self) -> Settings:
+        if self.tls == "auto":
+            local = self.domain == "localhost" or self.domain.endswith(".localhost")
+            self.tls = "off" if local else "acme"
+        return self
 
     @property
     def database(self) -> str:
@@ -126,6 +168,11 @@ class Settings(BaseSettings):
     @property
     def router_dir(self) -> Path:
         return self.home / "router"
+
+    @property
+    def certs_dir(self) -> Path:
+        """Certificates and keys (keys 0600), the ACME account key and the internal CA."""
+        return self.home / "certs"
 
     def ensure_home(self) -> None:
         for path in (self.home, self.repos_dir, self.builds_dir, self.router_dir):
