@@ -36,6 +36,14 @@ class BuildPlan:
     (``-e .``, local paths, dynamic dependencies), which costs a reinstall on
     every push; ``extra_packages`` are installed too (the server the default
     web process needs, e.g. gunicorn).
+
+    For the node stack: ``installer`` is "npm" (``npm ci`` with a lock file,
+    ``npm install`` without), "yarn" (classic), "yarn-berry" or "pnpm";
+    ``installer_version`` is the version the ``packageManager`` field pins, if
+    any; ``runtime_version`` is the ``engines.node`` range as written;
+    ``dependency_files`` are package.json, the lock file and the package
+    manager's config files; ``build_script`` is true when package.json has a
+    ``build`` script to run after the code is copied.
     """
 
     stack: str
@@ -47,3 +55,5 @@ class BuildPlan:
     notes: tuple[str, ...] = ()
     dependencies: tuple[str, ...] = ()
     install_after_copy: bool = False
+    installer_version: str | None = None
+    build_script: bool = False
