@@ -613,9 +613,6 @@ def detect_node(source_dir: Path) -> BuildPlan | None:
     releases = source_dir / ".yarn" / "releases"
     if installer == "yarn-berry" and releases.is_dir() and _inside(source_dir, releases):
         files.append(".yarn/releases")  # the Yarn release yarnPath names
-    for name in files:
-        if not _SAFE_PATH_RE.match(name):  # pragma: no cover - fixed names
-            raise BuildError(f"Unsupported dependency file name {name!r}")
 
     engines = package.get("engines") or {}
     runtime = engines.get("node") if isinstance(engines, dict) else None

@@ -233,7 +233,7 @@ def _label_instruction(labels: dict[str, str]) -> str:
 NODE_HEADER = """\
 # Rendered by Slipway for a Node.js app; it is not part of the app's files.
 # Dependencies are installed before the code is copied, so a push that changes
-# only code reuses every layer but the last.
+# only code reuses every layer before the code copy.
 """
 
 # node_modules/.bin first, so Procfile commands find the app's own tools.
@@ -258,6 +258,11 @@ _TOOL_VERSION_RE = re.compile(r"^\d+(\.\d+){0,2}(-[0-9A-Za-z.]+)?\Z")
 # The versions installed when package.json pins none.
 DEFAULT_TOOL_VERSIONS = {"pnpm": "9", "yarn": "1"}
 NODE_INSTALLERS = ("npm", "yarn", "yarn-berry", "pnpm")
+# Detection only ever names these: anything else in a plan is refused.
+NODE_DEPENDENCY_FILES = frozenset({
+    "package.json", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml",
+    ".npmrc", ".yarnrc", ".yarnrc.yml", ".pnpmfile.cjs", ".yarn/releases",
+})
 
 
 def render_node_dockerfile(plan: BuildPlan, base_image: str, labels: dict[str, str]) -> str:
@@ -278,7 +283,10 @@ def render_node_dockerfile(plan: BuildPlan, base_image: str, labels: dict[str, s
         raise BuildError(f"Unknown Node.js package manager {plan.installer!r}")
     if plan.installer_version is not None and not _TOOL_VERSION_RE.match(plan.installer_version):
         raise BuildError(f"Invalid package manager version {plan.installer_version!r}")
-    files = [_checked_path(path) for path in plan.dependency_files]
+    for path in plan.dependency_files:
+        if path not in NODE_DEPENDENCY_FILES:
+            raise BuildError(f"Unsupported dependency file name {path!r}")
+    files = list(plan.dependency_files)
     locked = any(
         name in files
         for name in ("package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml")
