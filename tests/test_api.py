@@ -33,6 +33,7 @@ def test_create_list_show_and_delete_an_app(client, tokens, settings):
     assert response.json["url"] == f"http://shop.localhost{'' if settings.http_port == 80 else ''}/"
     assert response.json["git_url"].endswith("/git/shop.git")
     assert response.headers["Location"].endswith("/api/v1/apps/shop")
+    assert response.json["created_at"].endswith("+00:00")
 
     listed = client.get("/api/v1/apps", headers=tokens["ada"]).json
     assert [a["name"] for a in listed["items"]] == ["shop"] and listed["total"] == 1

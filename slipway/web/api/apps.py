@@ -11,7 +11,7 @@ from slipway.platform import releases as release_service
 from slipway.platform.errors import BadRequest
 from slipway.platform.lifecycle import destroy_app, release_config_change
 from slipway.platform.models import App, Build, Release
-from slipway.web.api.common import bp, json_body, page, page_args
+from slipway.web.api.common import bp, iso, json_body, page, page_args
 from slipway.web.app import db_session, settings
 from slipway.web.auth import current_user, require_token
 
@@ -22,7 +22,7 @@ def app_json(app: App) -> dict:
     return {
         "name": app.name,
         "owner": app.owner.email,
-        "created_at": app.created_at.isoformat(),
+        "created_at": iso(app.created_at),
         "url": app_service.app_url(s, app),
         "git_url": app_service.git_url(s, app),
         "release": release.version if release else None,
@@ -39,7 +39,7 @@ def release_json(release: Release, current_id: int | None) -> dict:
         "processes": release.processes,
         "build": release.build_id,
         "error": release.error,
-        "created_at": release.created_at.isoformat(),
+        "created_at": iso(release.created_at),
     }
 
 
@@ -51,8 +51,8 @@ def build_json(build: Build, *, with_log: bool = False) -> dict:
         "stack": build.stack,
         "error": build.error,
         "timings": build.timings,
-        "created_at": build.created_at.isoformat(),
-        "finished_at": build.finished_at.isoformat() if build.finished_at else None,
+        "created_at": iso(build.created_at),
+        "finished_at": iso(build.finished_at),
     }
     if with_log:
         data["log"] = build.log

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Blueprint, jsonify, request
 
 from slipway.platform.errors import BadRequest
@@ -9,6 +11,15 @@ from slipway.platform.errors import BadRequest
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_JSON_BYTES = 1024 * 1024
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC; SQLite hands datetimes back without their zone."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.isoformat()
 
 
 def json_body() -> object:
