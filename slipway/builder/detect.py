@@ -633,7 +633,7 @@ def detect_node(source_dir: Path) -> BuildPlan | None:
     if processes is not None and "web" in processes:
         notes.append(f"Process types from the Procfile: {', '.join(processes)}")
     else:
-        command = _node_web(source_dir, package, scripts)
+        command = _node_web(source_dir, package, scripts, installer)
         if processes is None:
             notes.append(f"No Procfile: web process is `{command}`")
             processes = {"web": command}
@@ -683,7 +683,7 @@ def _node_installer(
         "npm": "with npm ci" if lockfiles and lockfiles[0] != "yarn.lock" else
         "with npm install (no lock file: versions are resolved now)",
         "yarn": "with yarn (classic)",
-        "yarn-berry": "with yarn (Berry, through corepack)",
+        "yarn-berry": "with yarn (Berry)",
         "pnpm": "with pnpm",
     }[name]
     source = f"from {lockfiles[0]}" if lockfiles else "from package.json"
@@ -697,10 +697,17 @@ def _run_script(installer: str, script: str) -> str:
     )
 
 
-def _node_web(source_dir: Path, package: dict[str, Any], scripts: dict[str, Any]) -> str:
-    """``npm start`` when there is a start script, else ``node`` on the main file."""
+def _node_web(
+    source_dir: Path, package: dict[str, Any], scripts: dict[str, Any], installer: str
+) -> str:
+    """``npm start`` when there is a start script, else ``node`` on the main file.
+
+    Yarn Berry runs both through ``yarn``, which sets up Plug'n'Play when the
+    app uses it (no node_modules for plain ``node`` to find).
+    """
+    berry = installer == "yarn-berry"
     if isinstance(scripts.get("start"), str) and scripts["start"].strip():
-        return "npm start"
+        return "yarn start" if berry else "npm start"
     main = package.get("main")
     candidates = [main] if isinstance(main, str) and main.strip() else []
     candidates += NODE_MAIN_FILES
@@ -708,10 +715,11 @@ def _node_web(source_dir: Path, package: dict[str, Any], scripts: dict[str, Any]
         path = posixpath.normpath(candidate.strip())
         if not _SAFE_PATH_RE.match(path) or path.startswith("../"):
             continue
+        node = "yarn node" if berry else "node"
         if _is_file(source_dir, path):
-            return f"node {path}"
+            return f"{node} {path}"
         if not path.endswith(".js") and _is_file(source_dir, f"{path}.js"):
-            return f"node {path}.js"
+            return f"{node} {path}.js"
     raise BuildError(NO_NODE_WEB_PROCESS)
 
 

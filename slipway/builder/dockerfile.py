@@ -243,6 +243,7 @@ ENV NODE_ENV=production \\
     npm_config_update_notifier=false \\
     npm_config_fund=false \\
     npm_config_audit=false \\
+    YARN_ENABLE_TELEMETRY=0 \\
     PATH={NODE_PATH}
 """
 
@@ -256,7 +257,7 @@ WORKDIR {APP_DIR}
 # A version as the packageManager field pins it ("9.1.0", "4.1.1", "1.22.22").
 _TOOL_VERSION_RE = re.compile(r"^\d+(\.\d+){0,2}(-[0-9A-Za-z.]+)?\Z")
 # The versions installed when package.json pins none.
-DEFAULT_TOOL_VERSIONS = {"pnpm": "9", "yarn": "1"}
+DEFAULT_TOOL_VERSIONS = {"pnpm": "9", "yarn": "1", "yarn-berry": "4"}
 NODE_INSTALLERS = ("npm", "yarn", "yarn-berry", "pnpm")
 # Detection only ever names these: anything else in a plan is refused.
 NODE_DEPENDENCY_FILES = frozenset({
@@ -314,19 +315,15 @@ def _node_tool(plan: BuildPlan) -> list[str]:
     """Install the package manager, when it is not npm, in a layer of its own."""
     if plan.installer == "npm":
         return []
-    if plan.installer == "yarn-berry" and plan.installer_version is not None:
-        # Berry is installed by corepack, which fetches the pinned release.
-        return [
-            _run_exec(["npm", "install", "--global", "corepack"]),
-            _run_exec(["corepack", "enable"]),
-            _run_exec(["corepack", "prepare", f"yarn@{plan.installer_version}", "--activate"]),
-        ]
-    # Yarn classic also runs a Berry release committed under .yarn/releases
-    # (yarnPath in .yarnrc.yml), so it serves a Berry app without a pin.
+    if plan.installer == "yarn-berry":
+        # Berry from its npm distribution rather than corepack: corepack's
+        # signature check fails against the registry's current keys (seen with
+        # Debian's Node 18 and 20). Berry also runs a release committed under
+        # .yarn/releases when .yarnrc.yml's yarnPath names it.
+        version = plan.installer_version or DEFAULT_TOOL_VERSIONS["yarn-berry"]
+        return [_run_exec(["npm", "install", "--global", f"@yarnpkg/cli-dist@{version}"])]
     tool = "pnpm" if plan.installer == "pnpm" else "yarn"
     version = plan.installer_version or DEFAULT_TOOL_VERSIONS[tool]
-    if plan.installer == "yarn-berry":
-        version = DEFAULT_TOOL_VERSIONS["yarn"]
     return [_run_exec(["npm", "install", "--global", f"{tool}@{version}"])]
 
 

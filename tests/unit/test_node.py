@@ -126,6 +126,7 @@ def test_yarn_berry(tmp_path, files, version):
     tree(tmp_path, {"package.json": package(**fields), "yarn.lock": "", "index.js": "", **files})
     plan = detect(tmp_path)
     assert (plan.installer, plan.installer_version) == ("yarn-berry", version)
+    assert plan.processes == {"web": "yarn node index.js"}  # Plug'n'Play needs yarn
 
 
 def test_berry_copies_its_committed_release(tmp_path):

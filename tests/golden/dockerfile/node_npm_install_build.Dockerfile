@@ -8,6 +8,7 @@ ENV NODE_ENV=production \
     npm_config_update_notifier=false \
     npm_config_fund=false \
     npm_config_audit=false \
+    YARN_ENABLE_TELEMETRY=0 \
     PATH=/app/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 RUN useradd --uid 10001 --user-group --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin app \
