@@ -1,4 +1,8 @@
-"""Render the Dockerfile for a python plan (pure: plan in, text out).
+"""Render the Dockerfile for a python or node plan (pure: plan in, text out).
+
+The Node layout follows the same rules (dependency files and their install
+before the code; the build script, which needs the code, right after it);
+see ``render_node_dockerfile``.
 
 Layout, and why:
 

@@ -21,7 +21,7 @@ class NothingToBuild(BuildError):
 class BuildPlan:
     """How to turn one source tree into an image.
 
-    ``stack`` is "python" (a Dockerfile is rendered) or "dockerfile" (the app's
+    ``stack`` is "python" or "node" (a Dockerfile is rendered) or "dockerfile" (the app's
     own Dockerfile is used as it is). ``processes`` maps Procfile process types
     to shell commands; for a "dockerfile" plan without a Procfile it is empty
     and the image's own CMD runs as ``web``.

@@ -1,4 +1,4 @@
-"""Push Node.js apps (npm with Express, pnpm with a build script) and fetch them through the router.
+"""Push Node.js apps (npm with Express, pnpm with a build script, yarn) through the router.
 
 Real parts: `slipway up`, the Docker engine with the bootstrapped
 slipway/node images, the npm registry (through the host's CA bundle), git over
@@ -118,3 +118,12 @@ def test_pnpm_app_with_a_build_script(stack, tmp_path_factory):
     assert response.status_code == 200
     # is-number was there for the build and is gone from what runs.
     assert response.text == "hello from pnpm, built true 1m devDependencies pruned\n"
+
+
+def test_yarn_classic_app_defaults_to_index_js(stack, tmp_path_factory):
+    repo = new_app(stack, tmp_path_factory, "node_yarn", "yarn-app")
+    result = push(stack, repo)
+    assert result.returncode == 0, result.stderr
+    assert "Installing dependencies from yarn.lock with yarn (classic)" in result.stderr
+    assert "No Procfile: web process is `node index.js`" in result.stderr
+    assert stack.fetch("yarn-app").text == "hello from yarn 1s\n"
