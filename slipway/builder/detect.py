@@ -674,9 +674,11 @@ def _node_installer(
     if name is None:
         name = NODE_LOCKFILES[lockfiles[0]] if lockfiles else "npm"
     if name == "yarn":
-        berry = (version is not None and not version.startswith("1.")) or _is_file(
-            source_dir, ".yarnrc.yml"
-        )
+        # A pinned version decides; without one, .yarnrc.yml is Berry's config.
+        if version is not None:
+            berry = not version.startswith("1.") and version != "1"
+        else:
+            berry = _is_file(source_dir, ".yarnrc.yml")
         if berry:
             name = "yarn-berry"
     how = {

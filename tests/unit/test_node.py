@@ -129,6 +129,14 @@ def test_yarn_berry(tmp_path, files, version):
     assert plan.processes == {"web": "yarn node index.js"}  # Plug'n'Play needs yarn
 
 
+def test_a_yarn_1_pin_is_classic_even_with_a_yarnrc_yml(tmp_path):
+    tree(tmp_path, {"package.json": package(packageManager="yarn@1.22.22"), "yarn.lock": "",
+                    ".yarnrc.yml": "", "index.js": ""})
+    plan = detect(tmp_path)
+    assert (plan.installer, plan.installer_version) == ("yarn", "1.22.22")
+    assert plan.processes == {"web": "node index.js"}
+
+
 def test_berry_copies_its_committed_release(tmp_path):
     tree(tmp_path, {"package.json": package(), "yarn.lock": "", "index.js": "",
                     ".yarnrc.yml": "yarnPath: .yarn/releases/yarn-4.1.1.cjs\n",
