@@ -4,13 +4,14 @@
 # container registry answers. Safe to run again; a repeat run takes seconds.
 #
 #   ./install.sh          run Slipway from this checkout
-#   ./install.sh --dev    also the test dependencies (pytest, ruff, docker-compose)
+#   ./install.sh --dev    also the test dependencies (pytest, ruff, docker-compose,
+#                         Playwright and Debian's chromium for the browser tests)
 #
 # Runs as root, or as a user with sudo for the system steps.
 set -euo pipefail
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 dev=0
@@ -41,7 +42,8 @@ fi
 packages=(docker.io nginx redis-server postgresql debootstrap git pebble curl
           ca-certificates python3-venv)
 if [ "$dev" -eq 1 ]; then
-    packages+=(docker-compose)
+    # chromium: the dashboard's browser tests drive Debian's build with Playwright.
+    packages+=(docker-compose chromium)
 fi
 
 installed() {

@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     # Old containers keep serving in-flight requests this long after the switch.
     drain_seconds: float = 2.0
     route_timeout: float = 10.0
+    # Formations: the most containers one process type of an app may be scaled to.
+    max_scale: int = 10
+    # The release phase (`release:` in the Procfile) fails after this many seconds.
+    release_timeout: int = 600
+    # Images of the newest this-many releases are kept (and always the current and previous).
+    keep_releases: int = 5
+    # `slipway run` containers are killed after this many seconds.
+    run_timeout: int = 3600
 
     # Router (nginx)
     nginx_binary: str = "nginx"
@@ -81,6 +89,20 @@ class Settings(BaseSettings):
     web_workers: int = 2
     web_threads: int = 16
     worker_concurrency: int = 4
+
+    # Dashboard
+    # Send the session cookie only over HTTPS: set it when the dashboard is served over TLS.
+    cookie_secure: bool = False
+    session_hours: int = 12
+    # Failed sign-ins per IP address and email before further tries wait out the window.
+    login_max_failures: int = 5
+    login_window_seconds: int = 300
+
+    # Runtime logs (`slipway logs`, the dashboard's log view)
+    log_tail_max: int = 5000
+    # Longer lines are cut; beyond the rate, lines are dropped with a notice.
+    log_max_line_bytes: int = 4096
+    log_max_lines_per_second: int = 500
 
     @field_validator("home", mode="after")
     @classmethod

@@ -1,8 +1,8 @@
 """The `slipway` command.
 
-Server verbs (`slipway.cli.server`: up, web, worker, beat, router, users:create,
+Server verbs (`slipway.cli.server`: up, web, worker, beat, router, users:create, users:passwd,
 images bootstrap) run on the Slipway host; client verbs (login, apps, config,
-releases, builds) talk to the REST API with the token `slipway login` stored.
+releases, builds, logs) talk to the REST API with the token `slipway login` stored.
 """
 
 from __future__ import annotations
@@ -20,4 +20,4 @@ def main() -> None:
 
 
 # Each module registers its verbs on `cli`.
-from slipway.cli import apps, client, server  # noqa: E402,F401
+from slipway.cli import apps, client, logs, ps, server  # noqa: E402,F401

@@ -40,9 +40,9 @@ class Client:
         self.session.auth = BearerAuth(token)
 
     def request(self, method: str, path: str, **kwargs):
+        kwargs.setdefault("timeout", 60)
         try:
-            response = self.session.request(method, f"{self.url}/api/v1{path}", timeout=60,
-                                            **kwargs)
+            response = self.session.request(method, f"{self.url}/api/v1{path}", **kwargs)
         except requests.ConnectionError as exc:
             raise click.ClickException(f"Cannot reach Slipway at {self.url}") from exc
         if response.status_code >= 400:

@@ -129,9 +129,48 @@ def up() -> None:
 @cli.command("users:create")
 @click.argument("email")
 @click.option("--admin", is_flag=True, help="Administrators see every app.")
-def users_create(email: str, admin: bool) -> None:
-    """Create a user and print a new API token (shown once)."""
+@click.option("--password", help="Dashboard password (asked for when given as '-').")
+def users_create(email: str, admin: bool, password: str | None) -> None:
+    """Create a user and print a new API token (shown once).
+
+    Without --password the user can use the API and git but not the dashboard
+    until `slipway users:passwd EMAIL` sets one.
+    """
     from slipway.platform import users
+
+    if password == "-":
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    def create(session):
+        _user, token = users.create_user(session, email, admin=admin)
+        if password is not None:
+            users.set_password(session, _user, password)
+        return token
+
+    click.echo(_with_session(create))
+
+
+@cli.command("users:passwd")
+@click.argument("email")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="The new dashboard password (asked for when not given).")
+def users_passwd(email: str, password: str) -> None:
+    """Set a user's dashboard password."""
+    from slipway.platform import users
+    from slipway.platform.errors import NotFound
+
+    def change(session):
+        user = users.get_by_email(session, email)
+        if user is None:
+            raise NotFound(f"No user with email {email}")
+        users.set_password(session, user, password)
+
+    _with_session(change)
+    click.echo(f"Password set for {email}")
+
+
+def _with_session(action):
+    """Run ``action(session)`` on a migrated database; domain errors become CLI errors."""
     from slipway.platform.db import migrate as run_migrations
     from slipway.platform.db import session_scope
     from slipway.platform.errors import SlipwayError
@@ -141,10 +180,9 @@ def users_create(email: str, admin: bool) -> None:
     run_migrations(settings.database)
     try:
         with session_scope(settings.database) as session:
-            _user, token = users.create_user(session, email, admin=admin)
+            return action(session)
     except SlipwayError as exc:
         raise click.ClickException(exc.message) from exc
-    click.echo(token)
 
 
 @cli.group()

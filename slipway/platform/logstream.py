@@ -13,7 +13,10 @@ END = "end"
 
 @functools.cache
 def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    # An explicit read timeout above the longest XREAD block used here (15 s): redis-py 8
+    # defaults to 5 s, which cut off every follow() that waited 5 s for a line.
+    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30,
+                                socket_timeout=60, socket_connect_timeout=5)
 
 
 def build_log_key(build_id: int) -> str:

@@ -158,3 +158,18 @@ class Release(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     app: Mapped[App] = relationship(foreign_keys=[app_id])
+
+
+# --- Formations: the scale of each process type (ps:scale) ---------------------------------
+
+
+class Formation(Base):
+    """How many containers of one process type an app runs; absent types run one."""
+
+    __tablename__ = "formations"
+    __table_args__ = (UniqueConstraint("app_id", "process_type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    process_type: Mapped[str] = mapped_column(String(30))
+    quantity: Mapped[int] = mapped_column(Integer)

@@ -1,7 +1,7 @@
 """Converge Docker's actual state on the database's desired state.
 
 Runs at start-up and on a timer: an app whose current release has no running
-web container gets one (after a host or Docker restart), containers of deleted
+container gets its formation back (after a host or Docker restart), containers of deleted
 apps go, and the router is given the route table again.
 """
 
@@ -13,7 +13,7 @@ import logging
 from sqlalchemy import select
 
 from slipway.config import Settings
-from slipway.platform import routing, runtime
+from slipway.platform import formation, routing, runtime
 from slipway.platform.db import session_scope
 from slipway.platform.deploy import deploy_release
 from slipway.platform.errors import SlipwayError
@@ -48,17 +48,21 @@ def reconcile(settings: Settings) -> None:
 
         running = {
             (c["Labels"].get(runtime.LABEL_APP), c["Labels"].get(runtime.LABEL_RELEASE))
-            for c in runtime.app_containers(client, settings.instance_id, process="web")
+            for c in runtime.app_containers(client, settings.instance_id)
+            if c["Labels"].get(runtime.LABEL_PROCESS) not in runtime.ONE_OFF_PROCESSES
         }
         for app in apps.values():
             if app.current_release is None:
                 continue
             if (app.name, str(app.current_release_id)) in running:
                 continue
+            if not any(formation.app_formation(session, app).values()):
+                continue  # scaled to zero: nothing should run
             logger.info("restoring %s v%s", app.name, app.current_release.version)
             try:
                 old, _ = deploy_release(
-                    session, settings, redis_client, app.current_release, logger.info
+                    session, settings, redis_client, app.current_release, logger.info,
+                    release_phase=False,
                 )
             except SlipwayError as exc:
                 logger.warning("could not restore %s: %s", app.name, exc.message)

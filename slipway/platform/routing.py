@@ -17,9 +17,13 @@ LOCK_KEY = "slipway:routes:lock"
 
 
 def current_routes(
-    session: Session, client: docker.DockerClient, settings: Settings
+    session: Session, client: docker.DockerClient, settings: Settings,
+    exclude: frozenset[str] | set[str] = frozenset(),
 ) -> list[Route]:
-    """One route per deployed app, to the running web containers of its current release."""
+    """One route per deployed app, to the running web containers of its current release.
+
+    Containers in ``exclude`` (about to be retired by a scale-down) get no traffic.
+    """
     releases = {
         name: release_id
         for name, release_id in session.execute(
@@ -28,6 +32,8 @@ def current_routes(
     }
     upstreams: dict[str, list[str]] = {name: [] for name in releases}
     for container in runtime.app_containers(client, settings.instance_id, process="web"):
+        if container["Id"] in exclude:
+            continue
         labels = container["Labels"]
         name = labels.get(runtime.LABEL_APP)
         if name not in releases or labels.get(runtime.LABEL_RELEASE) != str(releases[name]):
@@ -44,7 +50,7 @@ def current_routes(
 
 def sync_routes(
     session: Session, client: docker.DockerClient, redis_client: redis.Redis, settings: Settings,
-    *, wait: bool = True,
+    *, wait: bool = True, exclude: frozenset[str] | set[str] = frozenset(),
 ) -> int:
     """Publish the current route table and (by default) wait until the router serves it.
 
@@ -52,7 +58,7 @@ def sync_routes(
     """
     # One publisher at a time, so a table computed earlier never overwrites a newer one.
     with redis_client.lock(LOCK_KEY, timeout=30, blocking_timeout=30):
-        routes = current_routes(session, client, settings)
+        routes = current_routes(session, client, settings, exclude)
         generation = publish_routes(redis_client, routes)
     if wait:
         wait_applied(redis_client, generation, timeout=settings.route_timeout)

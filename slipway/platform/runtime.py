@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import http.client
+import threading
 import time
+from collections.abc import Callable
 
 import docker
 from docker.errors import APIError, DockerException, NotFound
@@ -20,6 +22,8 @@ LABEL_INSTANCE = "slipway.instance"
 LABEL_APP = "slipway.app"
 LABEL_RELEASE = "slipway.release"
 LABEL_PROCESS = "slipway.process"
+# Processes that run once and exit: the release phase and `slipway run`.
+ONE_OFF_PROCESSES = frozenset({"release", "run"})
 
 
 @functools.cache
@@ -44,7 +48,7 @@ def container_spec(
     version: int,
     process: str,
     image: str,
-    command: str | None,
+    command: str | list[str] | None,
     env: dict[str, str],
     port: int,
     memory: str,
@@ -53,11 +57,21 @@ def container_spec(
     labels: dict[str, str],
     suffix: str,
 ) -> dict:
-    """Keyword arguments for ``containers.run`` of one process of a release."""
+    """Keyword arguments for ``containers.run`` of one process of a release.
+
+    ``command`` is a Procfile command (a string, run by /bin/sh) or an argv list
+    passed to Docker as it is (``slipway run``). ``web`` alone publishes a port on
+    127.0.0.1; one-off processes (``release``, ``run``) are never restarted.
+    """
+    if isinstance(command, list):
+        argv = command
+    else:
+        # Procfile commands are shell commands (they expand $PORT), as on Heroku.
+        argv = ["/bin/sh", "-c", command] if command else None
+    one_off = process in ONE_OFF_PROCESSES
     return {
         "image": image,
-        # Procfile commands are shell commands (they expand $PORT), as on Heroku.
-        "command": ["/bin/sh", "-c", command] if command else None,
+        "command": argv,
         "name": f"slipway-{app}-{process}-v{version}-{suffix}",
         "environment": {**env, "PORT": str(port)},
         "labels": {
@@ -73,7 +87,7 @@ def container_spec(
         "pids_limit": pids,
         "security_opt": ["no-new-privileges:true"],
         "cap_drop": ["ALL"],
-        "restart_policy": {"Name": "unless-stopped"},
+        "restart_policy": {"Name": "no"} if one_off else {"Name": "unless-stopped"},
         "init": True,
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
     }
@@ -193,3 +207,66 @@ def exposed_port(client: docker.DockerClient, image: str) -> int | None:
     exposed = client.api.inspect_image(image)["Config"].get("ExposedPorts") or {}
     ports = [int(key.split("/")[0]) for key in exposed if key.endswith("/tcp")]
     return ports[0] if len(ports) == 1 else None
+
+
+def run_one_off(
+    client: docker.DockerClient, spec: dict, output: Callable[[bytes], None], *, timeout: float,
+) -> int:
+    """Run a one-off container to its end, passing its output on as it comes.
+
+    Returns its exit status (-1 when it was killed at ``timeout`` seconds); the
+    container is removed afterwards whatever happens. Raises DeployFailed when
+    it cannot start.
+    """
+    try:
+        container = client.containers.run(**spec)
+    except DockerException as exc:
+        raise DeployFailed(f"Could not start container: {explain(exc)}") from exc
+    deadline = time.monotonic() + timeout
+    timer = threading.Timer(timeout, _kill, args=(client, container.id))
+    timer.daemon = True
+    timer.start()
+    try:
+        for chunk in client.api.logs(container.id, stream=True, follow=True,
+                                     stdout=True, stderr=True):
+            output(chunk)
+        status = client.api.wait(container.id, timeout=max(1, deadline - time.monotonic() + 5))
+        if time.monotonic() >= deadline:
+            return -1
+        return int(status.get("StatusCode", -1))
+    except DockerException as exc:
+        raise DeployFailed(f"One-off container failed: {explain(exc)}") from exc
+    finally:
+        timer.cancel()
+        remove(client, container.id, stop_timeout=0)
+
+
+def _kill(client: docker.DockerClient, container_id: str) -> None:
+    try:
+        client.api.kill(container_id)
+    except DockerException:
+        pass
+
+
+def image_exists(client: docker.DockerClient, image: str) -> bool:
+    try:
+        client.api.inspect_image(image)
+        return True
+    except NotFound:
+        return False
+
+
+def images_in_use(client: docker.DockerClient) -> set[str]:
+    """Ids of the images any container on the engine (running or not) was made from."""
+    return {c["ImageID"] for c in client.api.containers(all=True)}
+
+
+def remove_image(client: docker.DockerClient, image: str) -> bool:
+    """Remove an image and all its tags; False when Docker refuses (e.g. now in use)."""
+    try:
+        client.api.remove_image(image, force=True, noprune=False)
+        return True
+    except NotFound:
+        return True
+    except APIError:
+        return False

@@ -1,12 +1,16 @@
-"""Users and their API tokens."""
+"""Users, their dashboard passwords and their API tokens."""
 
 from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.platform import validation
-from slipway.platform.errors import Conflict, Unauthorized
+from slipway.platform.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from slipway.platform.models import ApiToken, User, utcnow
 from slipway.platform.secrets import hash_token, new_token
 
@@ -43,3 +47,76 @@ def authenticate(session: Session, token: str | None) -> User:
 
 def get_by_email(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+# --- Passwords (dashboard sign-in) -------------------------------------------
+
+# scrypt with n=2**14, r=8, p=1: OWASP's minimum for scrypt, ~50 ms and 16 MiB here.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+# Compared against when the email is unknown, so both cases take the same time.
+_DUMMY_HASH: str | None = None
+
+
+def hash_password(password: str) -> str:
+    """An scrypt hash of ``password`` with a fresh salt, as ``scrypt$n$r$p$salt$hash``."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+                            maxmem=64 * 1024 * 1024, dklen=32)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def check_password(stored: str | None, password: str) -> bool:
+    """Whether ``password`` matches ``stored`` (constant-time; False for no or a bad hash)."""
+    try:
+        kind, n, r, p, salt, digest = (stored or "").split("$")
+        if kind != "scrypt":
+            return False
+        expected = bytes.fromhex(digest)
+        actual = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r),
+                                p=int(p), maxmem=64 * 1024 * 1024, dklen=len(expected))
+    except ValueError:
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    """Set ``user``'s dashboard password. Raises InvalidInput for a too short or long one."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"Password must be at least {MIN_PASSWORD_LENGTH} characters",
+                           field="password")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput(f"Password must be at most {MAX_PASSWORD_LENGTH} characters",
+                           field="password")
+    user.password_hash = hash_password(password)
+    session.flush()
+
+
+def verify_login(session: Session, email: str, password: str) -> User | None:
+    """The user with this email and password, or None; the same work whether the email exists."""
+    global _DUMMY_HASH
+    user = get_by_email(session, email or "")
+    if user is None or not user.password_hash:
+        if _DUMMY_HASH is None:
+            _DUMMY_HASH = hash_password(secrets.token_hex(16))
+        check_password(_DUMMY_HASH, password or "")
+        return None
+    return user if check_password(user.password_hash, password or "") else None
+
+
+def list_tokens(session: Session, user: User) -> list[ApiToken]:
+    """The user's tokens, newest first (revoked ones too, marked by ``revoked_at``)."""
+    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user.id)
+                                .order_by(ApiToken.id.desc())))
+
+
+def revoke_token(session: Session, user: User, token_id: int) -> ApiToken:
+    """Revoke one of ``user``'s tokens (safe to repeat). Raises NotFound for others' tokens."""
+    row = session.get(ApiToken, token_id)
+    if row is None or row.user_id != user.id:
+        raise NotFound(f"No token {token_id}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    session.flush()
+    return row

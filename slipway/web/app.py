@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Flask, g, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -18,6 +20,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         SECRET_KEY=settings.resolved_secret_key(),
         SLIPWAY=settings,
         MAX_CONTENT_LENGTH=None,  # pushes can be large; JSON bodies are capped in the API
+        # The dashboard's session cookie: no script may read it, no other site may send it
+        # with a form post, and only over HTTPS when the dashboard is served that way.
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=settings.session_hours),
     )
 
     @app.teardown_appcontext
@@ -35,10 +43,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         code = (exc.name or "error").lower().replace(" ", "_")
         return jsonify(error={"code": code, "message": exc.description}), exc.code
 
-    from slipway.web import api, git
+    from slipway.web import api, dashboard, git
 
     app.register_blueprint(api.bp)
     app.register_blueprint(git.bp)
+    app.register_blueprint(dashboard.bp)
     return app
 
 

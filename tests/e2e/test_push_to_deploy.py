@@ -41,8 +41,10 @@ APP_PY = textwrap.dedent('''
 
 def python_image_available() -> bool:
     client = docker.from_env()
+    # The low-level list: images.list() inspects each image, and fails when another
+    # test run removes one in between.
     return any(tag.startswith(("slipway/python:", "python:"))
-               for image in client.images.list() for tag in image.tags)
+               for image in client.api.images() for tag in image.get("RepoTags") or [])
 
 
 @pytest.fixture(scope="module")

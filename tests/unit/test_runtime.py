@@ -43,3 +43,31 @@ def test_port_cannot_be_overridden_by_config():
 def test_only_web_processes_publish_a_port():
     assert spec(process="worker")["ports"] == {}
     assert network_name("i1", "shop") == "slipway-i1-shop"
+
+
+def test_worker_spec_has_no_port_but_runs_on_the_app_network():
+    worker = spec(process="worker", command="python worker.py")
+    assert worker["ports"] == {}
+    assert worker["network"] == "slipway-i1-shop"
+    assert worker["environment"]["PORT"] == "5000"
+    assert worker["labels"]["slipway.process"] == "worker"
+    assert worker["restart_policy"] == {"Name": "unless-stopped"}
+
+
+def test_release_container_runs_once_with_the_same_limits():
+    release = spec(process="release", command="python manage.py migrate")
+    web = spec()
+    assert release["command"] == ["/bin/sh", "-c", "python manage.py migrate"]
+    assert release["ports"] == {}
+    assert release["restart_policy"] == {"Name": "no"}
+    for key in ("mem_limit", "nano_cpus", "pids_limit", "security_opt", "cap_drop", "environment"):
+        assert release[key] == web[key]
+
+
+def test_run_container_gets_the_argv_as_it_is():
+    run = spec(process="run", command=["sh", "-c", "echo $HOME; exit 3"])
+    assert run["command"] == ["sh", "-c", "echo $HOME; exit 3"]
+    assert run["labels"]["slipway.process"] == "run"
+    assert run["ports"] == {}
+    assert run["restart_policy"] == {"Name": "no"}
+    assert run["name"] == "slipway-shop-run-v3-f00"

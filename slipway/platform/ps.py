@@ -1,0 +1,201 @@
+"""Process operations on a deployed app: ps, scale, restart, one-off runs, rollback.
+
+Each takes the app's deploy lock, so it never races a push or another change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from slipway.config import Settings
+from slipway.platform import config_vars, formation, releases, runtime
+from slipway.platform.deploy import app_lock, apply_formation, deploy_release, process_spec
+from slipway.platform.errors import DeployFailed, InvalidInput, NotFound
+from slipway.platform.models import App, Release, User
+
+MAX_ARGV = 256
+MAX_ARG_BYTES = 32 * 1024
+
+
+def list_processes(session: Session, settings: Settings, app: App) -> list[dict]:
+    """The app's containers as Docker reports them: type, name, state, release version."""
+    client = runtime.docker_client()
+    versions = {str(rid): v for rid, v in session.execute(
+        select(Release.id, Release.version).where(Release.app_id == app.id))}
+    rows = []
+    for c in runtime.app_containers(client, settings.instance_id, app.name, all=True):
+        labels = c["Labels"]
+        rows.append({
+            "type": labels.get(runtime.LABEL_PROCESS, ""),
+            "name": c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12],
+            "state": c["State"],
+            "status": c.get("Status", ""),
+            "release": versions.get(labels.get(runtime.LABEL_RELEASE, "")),
+            "created_at": dt.datetime.fromtimestamp(c["Created"], dt.UTC).isoformat(),
+        })
+    return sorted(rows, key=lambda r: (r["type"] != "web", r["type"], r["name"]))
+
+
+def scale(
+    session: Session, settings: Settings, redis_client: redis.Redis, app: App, body: object,
+) -> tuple[dict[str, int], list[str]]:
+    """Validate and store new scales, then apply them at once.
+
+    Returns the new formation and the container ids to retire after the drain
+    period. Raises BadRequest/InvalidInput (nothing changes) or DeployFailed.
+    """
+    release = app.current_release
+    if release is None:
+        raise InvalidInput(f"{app.name} has no processes yet: push it first",
+                           field="formation")
+    changes = formation.validate_scale(
+        body, formation.process_types(release.processes), settings.max_scale)
+    with app_lock(redis_client, settings, app.name):
+        session.refresh(app)
+        before = formation.scales(session, app)
+        formation.set_scales(session, app, changes)
+        session.commit()
+        try:
+            retired = apply_formation(session, settings, redis_client, app)
+        except DeployFailed:
+            # New containers did not come up: the formation stays what actually runs.
+            formation.set_scales(session, app, {
+                ptype: before.get(ptype, formation.DEFAULT_SCALE) for ptype in changes})
+            session.commit()
+            raise
+    return formation.app_formation(session, app), retired
+
+
+def restart(
+    session: Session, settings: Settings, redis_client: redis.Redis, app: App,
+    ptype: object = None,
+) -> list[str]:
+    """Replace the containers of one process type (or all): new ones first, then the switch."""
+    release = app.current_release
+    if release is None:
+        raise InvalidInput(f"{app.name} has no processes yet: push it first", field="type")
+    types = formation.process_types(release.processes)
+    if ptype is not None and ptype not in types:
+        shown = ptype if isinstance(ptype, str) and formation.PROCESS_TYPE.fullmatch(ptype) \
+            else "process type"
+        raise InvalidInput(f"Unknown process type {shown!r}: this app has {', '.join(types)}",
+                           field="type")
+    with app_lock(redis_client, settings, app.name):
+        session.refresh(app)
+        return apply_formation(session, settings, redis_client, app,
+                               replace=types if ptype is None else [ptype])
+
+
+def validate_command(command: object) -> list[str]:
+    """A one-off command: a non-empty argv list of strings. Raises InvalidInput."""
+    if (not isinstance(command, list) or not command or len(command) > MAX_ARGV
+            or not all(isinstance(arg, str) for arg in command)):
+        raise InvalidInput("command must be a non-empty list of strings (an argv)",
+                           field="command")
+    if any("\x00" in arg for arg in command) or sum(len(a.encode()) for a in command) \
+            > MAX_ARG_BYTES:
+        raise InvalidInput(f"command must have no NUL bytes and at most {MAX_ARG_BYTES} bytes",
+                           field="command")
+    if not command[0]:
+        raise InvalidInput("command must start with a program name", field="command")
+    return command
+
+
+def run(settings: Settings, app: App, command: object) -> Iterator[bytes | int]:
+    """Run ``command`` in a one-off container of the current release.
+
+    Validates first (raises InvalidInput before anything runs); then yields the
+    output as it comes and, last, the exit status (an int). The container is
+    removed at the end.
+    """
+    command = validate_command(command)
+    release = app.current_release
+    if release is None:
+        raise InvalidInput(f"{app.name} has no release yet: push it first", field="command")
+    client = runtime.docker_client()
+    if not runtime.image_exists(client, release.image):
+        raise InvalidInput(f"The image of v{release.version} is gone: push again",
+                           field="command")
+    runtime.ensure_network(client, settings.instance_id, app.name, settings.labels)
+    env = releases.release_config(settings.resolved_secret_key(), release)
+    spec = process_spec(settings, release, env, "run", command)
+    return _stream_run(client, spec, settings.run_timeout)
+
+
+def _stream_run(client, spec: dict, timeout: float) -> Iterator[bytes | int]:
+    import queue
+    import threading
+
+    chunks: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        try:
+            chunks.put(runtime.run_one_off(client, spec, chunks.put, timeout=timeout))
+        except Exception as exc:  # noqa: BLE001 - the caller must hear the run ended
+            message = getattr(exc, "message", type(exc).__name__)
+            chunks.put(f"{message}\n".encode())
+            chunks.put(-1)
+
+    threading.Thread(target=work, daemon=True).start()
+    while True:
+        item = chunks.get()
+        yield item
+        if isinstance(item, int):
+            return
+
+
+def rollback(
+    session: Session, settings: Settings, redis_client: redis.Redis, app: App, user: User,
+    version: object = None,
+) -> tuple[Release, list[str]]:
+    """Make a new release with an earlier one's image, processes and config, and deploy it.
+
+    Raises NotFound for a release that does not exist, InvalidInput for one whose
+    image is gone or that never deployed (nothing changes), DeployFailed when the
+    new release does not come up (the running one keeps serving).
+    """
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+        raise InvalidInput("version must be a whole number, e.g. 3", field="version")
+    _rollback_target(session, app, version)  # bad input fails before anything waits
+    with app_lock(redis_client, settings, app.name):
+        session.refresh(app)
+        target_version = _rollback_target(session, app, version)
+        target = session.scalar(select(Release).where(
+            Release.app_id == app.id, Release.version == target_version))
+        if target is None:  # pragma: no cover - rollback_target checked it
+            raise NotFound(f"No release v{target_version}", field="version")
+        client = runtime.docker_client()
+        if not runtime.image_exists(client, target.image):
+            raise InvalidInput(
+                f"The image of v{target_version} was pruned: it cannot be rolled back to",
+                field="version")
+        secret_key = settings.resolved_secret_key()
+        release = releases.create_release(
+            session, secret_key, app,
+            image=target.image, config=releases.release_config(secret_key, target),
+            processes=target.processes, port=target.port,
+            description=f"Rollback to v{target_version}", user_id=user.id,
+        )
+        session.commit()
+        # Rollbacks skip the release phase: migrations run forward only.
+        old, _ = deploy_release(session, settings, redis_client, release, lambda line: None,
+                                release_phase=False)
+        # Only now that it serves: the app's config vars become the rolled-back ones.
+        wanted = releases.release_config(secret_key, release)
+        changes: dict[str, str | None] = {
+            **dict.fromkeys(config_vars.get_config(secret_key, app)), **wanted}
+        config_vars.apply_changes(session, secret_key, app, changes)
+        session.commit()
+    return release, old
+
+
+def _rollback_target(session: Session, app: App, version: int | None) -> int:
+    statuses = {v: s.value for v, s in session.execute(
+        select(Release.version, Release.status).where(Release.app_id == app.id))}
+    current = app.current_release.version if app.current_release else None
+    return formation.rollback_target(statuses, current, version)

@@ -1,0 +1,213 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright).
+
+Real parts: `slipway up`, Docker, nginx, Redis, git. Screenshots of the main
+pages at desktop and phone width land in artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import textwrap
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+
+from tests.e2e.stack import Stack
+from tests.support import wait_for
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "dashboard pass 1"
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+# Prints a line per request (HTML in it, to see it shown escaped) and shows one config var.
+APP_PY = textwrap.dedent('''
+    import os
+
+    from flask import Flask
+
+    app = Flask(__name__)
+
+
+    @app.get("/")
+    def index():
+        print("served / <b>marker-" + os.environ.get("GREETING", "none") + "</b>", flush=True)
+        return "ok\\n"
+
+
+    @app.get("/env/<key>")
+    def env(key):
+        return os.environ.get(key, "<unset>")
+''')
+
+
+def python_image_available() -> bool:
+    # The low-level list: the high-level one inspects each image, and fails when another
+    # test run on the same engine removes one meanwhile.
+    images = docker.from_env().api.images()
+    return any(tag.startswith(("slipway/python:", "python:"))
+               for image in images for tag in image.get("RepoTags") or [])
+
+
+@pytest.fixture(scope="module")
+def stack():
+    if not python_image_available():
+        pytest.fail("No Python base image: run ./install.sh (it bootstraps slipway/python)")
+    root = Path(tempfile.mkdtemp(prefix="slipway-e2e-"))
+    root.chmod(0o755)
+    stack = Stack(root)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        SHOTS.parent.mkdir(parents=True, exist_ok=True)
+        if stack.log.exists():  # kept for a person to read when a test failed
+            shutil.copy(stack.log, SHOTS.parent / "dashboard-e2e-slipway-up.log")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def token(stack):
+    return stack.slipway("users:create", "web@example.com", "--password", PASSWORD).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail("No /usr/bin/chromium: run ./install.sh --dev")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page_(chromium, stack, token):
+    context = chromium.new_context(base_url=stack.api_url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto("/login")
+    page.fill("input[name=email]", "web@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:text-is('Sign in')")
+    page.wait_for_url("**/apps")
+    yield page
+    context.close()
+
+
+def shoot(page, name: str) -> None:
+    """Screenshots at desktop and phone width, for a person to look at."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.screenshot(path=str(SHOTS / f"{name}-desktop.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(SHOTS / f"{name}-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_wrong_password_is_refused_in_the_browser(chromium, stack, token):
+    context = chromium.new_context(base_url=stack.api_url)
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("input[name=email]", "web@example.com")
+    page.fill("input[name=password]", "not it")
+    page.click("button:text-is('Sign in')")
+    assert page.locator(".error").inner_text() == "Wrong email or password"
+    shoot(page, "login")
+    context.close()
+
+
+def test_create_push_configure_and_watch_logs(page_, stack, token, tmp_path_factory):
+    page = page_
+    # Create the app in the form (a bad name first: the error shows in the form).
+    page.fill("input[name=name]", "Bad Name")
+    page.click("button:text-is('Create')")
+    assert "App name must be 2-30 characters" in page.locator("#name-error").inner_text()
+    page.fill("input[name=name]", "webby")
+    page.click("button:text-is('Create')")
+    page.wait_for_url("**/apps/webby")
+    assert "not deployed yet" in page.inner_text("dl.facts")
+
+    # Push from git, as a developer would.
+    repo = tmp_path_factory.mktemp("webby")
+    (repo / "app.py").write_text(APP_PY)
+    (repo / "requirements.txt").write_text("flask==3.1.*\ngunicorn==23.*\n")
+    (repo / "Procfile").write_text("web: gunicorn --bind 0.0.0.0:$PORT --workers 1 app:app\n")
+    stack.git("init", "-q", "-b", "main", cwd=repo)
+    stack.git("add", "-A", cwd=repo)
+    stack.git("commit", "-qm", "first", cwd=repo)
+    remote = f"http://x:{token}@{stack.api_url.removeprefix('http://')}/git/webby.git"
+    push = stack.git("push", remote, "main", cwd=repo, check=False)
+    assert push.returncode == 0, push.stderr
+
+    page.reload()
+    assert "v1" in page.inner_text("dl.facts")
+    assert "running" in page.inner_text("dl.facts")
+    shoot(page, "app")
+    page.click("table.list >> text=/^#\\d+$/")
+    assert "-----> Deployed v1" in page.inner_text("#build-log")
+    assert "succeeded" in page.inner_text("#build-status")
+
+    # Set a config var in the form; the page follows the release until it is live.
+    page.click("nav.tabs >> text=Config vars")
+    page.fill(".config-row.new >> nth=0 >> input[name=key]", "GREETING")
+    page.fill(".config-row.new >> nth=0 >> textarea[name=value]", "hi<i>there</i>")
+    page.click("button:text-is('Save and restart')")
+    progress = page.locator("#release-progress")
+    progress.filter(has_text="v2 is live").wait_for(timeout=60_000)
+    assert stack.fetch("webby", "/env/GREETING").text == "hi<i>there</i>"
+    assert page.locator("textarea.masked").count() == 1  # masked until revealed
+    page.click("#reveal")
+    assert page.locator("textarea.masked").count() == 0
+    shoot(page, "config")
+
+    # The live log shows what the app prints, as text (its HTML not interpreted).
+    page.click("nav.tabs >> text=Logs")
+    page.locator("#log-state").filter(has_text="live").wait_for()
+    wait_for(lambda: stack.fetch("webby").status_code == 200 and page.locator(
+        "#app-log div", has_text="<b>marker-hi<i>there</i></b>").count() > 0,
+        timeout=30, interval=0.5, message="the app's line in the log view")
+    assert page.locator("#app-log b").count() == 0
+    # Only the live release's containers: v1's line (GREETING unset) is not repeated.
+    assert page.locator("#app-log div", has_text="marker-none").count() == 0
+    page.fill("#log-filter", "no such text")
+    assert page.locator("#app-log div:not(.hidden)").count() == 0
+    page.fill("#log-filter", "")
+    shoot(page, "logs")
+
+    # The same lines through the API and the CLI.
+    logs = requests.get(f"{stack.api_url}/api/v1/apps/webby/logs?tail=50",
+                        headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert logs.status_code == 200 and "marker-hi<i>there</i>" in logs.text
+    stack.slipway("login", "--api-url", stack.api_url, "--token", token)
+    assert "marker-hi" in stack.slipway("logs", "--app", "webby", "-n", "20").stdout
+
+    page.goto("/apps")
+    assert "webby" in page.inner_text("table.list") and "v2" in page.inner_text("table.list")
+    shoot(page, "apps")
+
+
+def test_revoked_token_is_refused_by_the_api(page_, stack):
+    page = page_
+    page.goto("/tokens")
+    page.fill("input[name=name]", "ci")
+    page.click("button:text-is('Create token')")
+    new = page.inner_text("#new-token").strip()
+    assert re.fullmatch(r"slp_\S+", new)
+    api = f"{stack.api_url}/api/v1/apps"
+    assert requests.get(api, headers={"Authorization": f"Bearer {new}"}).status_code == 200
+    shoot(page, "tokens")
+    page.click(f"button[aria-label='Revoke {new[:8]}']")
+    assert f"Revoked token {new[:8]}" in page.inner_text(".flash")
+    refused = requests.get(api, headers={"Authorization": f"Bearer {new}"})
+    assert refused.status_code == 401
+    assert refused.json()["error"]["message"] == "Invalid API token"

@@ -1,0 +1,52 @@
+"""start_processes: a web container that fails its health check leaves nothing behind."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from slipway.config import Settings
+from slipway.platform import deploy
+from slipway.platform.errors import DeployFailed
+
+
+@pytest.fixture
+def fake_docker(monkeypatch):
+    calls = {"started": [], "removed": []}
+
+    def start(client, spec):
+        container_id = f"c{len(calls['started'])}"
+        calls["started"].append((container_id, spec["labels"]["slipway.process"]))
+        return container_id, 40000 + len(calls["started"]) if spec["ports"] else None
+
+    def wait_healthy(client, container_id, host_port, *, timeout, interval):
+        if container_id == "c1":
+            raise DeployFailed("The web process exited before answering HTTP:\nboom")
+        return 0.1
+
+    monkeypatch.setattr(deploy.runtime, "start", start)
+    monkeypatch.setattr(deploy.runtime, "wait_healthy", wait_healthy)
+    monkeypatch.setattr(deploy.runtime, "remove",
+                        lambda client, cid, stop_timeout: calls["removed"].append(cid))
+    return calls
+
+
+RELEASE = SimpleNamespace(app=SimpleNamespace(name="shop"), id=7, version=3, image="sha256:x",
+                          processes={"web": "gunicorn app:app", "worker": "python w.py"},
+                          port=5000)
+
+
+def test_one_unhealthy_web_container_fails_and_removes_every_new_one(fake_docker, tmp_path):
+    settings = Settings(home=tmp_path, instance="i1")
+    with pytest.raises(DeployFailed) as info:
+        deploy.start_processes(None, settings, RELEASE, {}, {"web": 2, "worker": 1})
+    assert info.value.message == "The web process exited before answering HTTP:\nboom"
+    assert fake_docker["started"] == [("c0", "web"), ("c1", "web"), ("c2", "worker")]
+    assert fake_docker["removed"] == ["c0", "c1", "c2"]
+
+
+def test_healthy_formation_returns_every_new_container(fake_docker, tmp_path):
+    settings = Settings(home=tmp_path, instance="i1")
+    new, timings = deploy.start_processes(None, settings, RELEASE, {}, {"web": 1, "worker": 2})
+    assert new == ["c0", "c1", "c2"]
+    assert fake_docker["removed"] == []
+    assert set(timings) == {"start", "health"}
