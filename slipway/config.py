@@ -12,8 +12,9 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -85,6 +86,26 @@ class Settings(BaseSettings):
     # Router (nginx)
     nginx_binary: str = "nginx"
 
+    # TLS: "acme" gets certificates from the ACME directory over HTTP-01,
+    # "internal" issues them from a local CA kept in SLIPWAY_HOME/ca (for
+    # *.localhost and private networks), "off" serves HTTP only. "auto" (the
+    # default) is "off" for a *.localhost domain, which no public CA will
+    # certify, and "acme" for any other.
+    tls: Literal["auto", "acme", "internal", "off"] = "auto"
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str | None = None
+    # A PEM bundle to trust the ACME directory's own HTTPS with (e.g. pebble's);
+    # None trusts the system's CAs.
+    acme_ca_bundle: Path | None = None
+    # Renew certificates expiring within this many days (beat checks every
+    # `certificate_check_interval` seconds, which also retries failures).
+    renew_before_days: int = 30
+    certificate_check_interval: float = 300.0
+    # The first retry after a failed issuance; each further failure doubles it (to 6 h).
+    certificate_retry_seconds: float = 60.0
+    # Strict-Transport-Security on HTTPS responses, unless an app says otherwise.
+    hsts: bool = False
+
     # Processes started by `slipway up` / `slipway web`
     web_workers: int = 2
     web_threads: int = 16
@@ -109,6 +130,13 @@ class Settings(BaseSettings):
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @model_validator(mode="after")
+    def _resolve_tls(self) -> Settings:
+        if self.tls == "auto":
+            local = self.domain == "localhost" or self.domain.endswith(".localhost")
+            self.tls = "off" if local else "acme"
+        return self
+
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'slipway.db'}"
@@ -132,6 +160,11 @@ class Settings(BaseSettings):
     @property
     def router_dir(self) -> Path:
         return self.home / "router"
+
+    @property
+    def certs_dir(self) -> Path:
+        """Certificates and keys (keys 0600), the ACME account key and the internal CA."""
+        return self.home / "certs"
 
     def ensure_home(self) -> None:
         for path in (self.home, self.repos_dir, self.builds_dir, self.router_dir):

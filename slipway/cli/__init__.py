@@ -20,4 +20,4 @@ def main() -> None:
 
 
 # Each module registers its verbs on `cli`.
-from slipway.cli import apps, client, logs, ps, server  # noqa: E402,F401
+from slipway.cli import apps, client, domains, logs, ps, server  # noqa: E402,F401

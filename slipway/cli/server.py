@@ -92,7 +92,8 @@ def router() -> None:
     _logging()
     settings = get_settings()
     settings.ensure_home()
-    nginx = Nginx(settings.router_dir, settings.http_port, binary=settings.nginx_binary)
+    nginx = Nginx(settings.router_dir, settings.http_port, binary=settings.nginx_binary,
+                  https_port=None if settings.tls == "off" else settings.https_port)
     run_router(settings.redis_url, nginx, stop_event=_stop_on_signals())
 
 

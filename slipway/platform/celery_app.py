@@ -23,6 +23,9 @@ def make_celery() -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule={
             "reconcile": {"task": "slipway.reconcile", "schedule": 60.0},
+            # Issues missing certificates, renews those near expiry, retries failures.
+            "certificates": {"task": "slipway.ensure_certificates",
+                             "schedule": settings.certificate_check_interval},
         },
     )
     return celery

@@ -173,3 +173,51 @@ class Formation(Base):
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
     process_type: Mapped[str] = mapped_column(String(30))
     quantity: Mapped[int] = mapped_column(Integer)
+
+
+# --- Domains and TLS certificates (issue 5) -----------------------------------
+
+
+class CertificateStatus(enum.StrEnum):
+    NONE = "none"  # not asked for yet (or TLS is off)
+    PENDING = "pending"  # issuance under way or queued
+    ISSUED = "issued"  # a certificate is stored and served
+    FAILED = "failed"  # the last attempt failed; see last_error (a current cert may still serve)
+
+
+class Domain(Base):
+    """A host name routed to an app, with the state of its certificate.
+
+    Custom domains are added by users; each app's default host
+    (``<app>.<SLIPWAY_DOMAIN>``) gets a row with ``custom=False`` when its first
+    certificate is requested, so both kinds share one status and renewal path.
+    """
+
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    hostname: Mapped[str] = mapped_column(String(253), unique=True)
+    custom: Mapped[bool] = mapped_column(default=True)
+    status: Mapped[CertificateStatus] = mapped_column(
+        _status_enum(CertificateStatus), default=CertificateStatus.NONE
+    )
+    last_error: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime | None]
+    # Failed attempts in a row, and when the next one is due (exponential backoff).
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    retry_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    app: Mapped[App] = relationship()
+
+
+class AppTls(Base):
+    """Per-app TLS settings; no row means the global defaults (SLIPWAY_HSTS)."""
+
+    __tablename__ = "app_tls"
+
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    hsts: Mapped[bool | None]

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+
 import docker
 import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-from slipway.platform import runtime
+from slipway.platform import certificates, runtime
+from slipway.platform.celery_app import celery
 from slipway.platform.models import App
 from slipway.router.publish import publish_routes, wait_applied
 from slipway.router.routes import Route
 
 LOCK_KEY = "slipway:routes:lock"
+logger = logging.getLogger(__name__)
 
 
 def current_routes(
@@ -41,11 +45,13 @@ def current_routes(
         for port in container.get("Ports") or []:
             if port.get("PublicPort") and port.get("IP") in ("127.0.0.1", None):
                 upstreams[name].append(f"127.0.0.1:{port['PublicPort']}")
-    return [
+    routes = [
         Route(app=name, hosts=(f"{name}.{settings.domain}",), upstreams=tuple(sorted(addrs)))
         for name, addrs in sorted(upstreams.items())
         if addrs
     ]
+    # Custom domains join their app's route; hosts with a stored certificate get HTTPS.
+    return certificates.with_tls(session, settings, routes)
 
 
 def sync_routes(
@@ -60,6 +66,13 @@ def sync_routes(
     with redis_client.lock(LOCK_KEY, timeout=30, blocking_timeout=30):
         routes = current_routes(session, client, settings, exclude)
         generation = publish_routes(redis_client, routes)
+    if certificates.needs_issuance(session, settings, routes):
+        # By name: tasks imports deploy, which imports this module. Beat runs the
+        # same task on a timer, so a lost message only delays the certificate.
+        try:
+            celery.send_task("slipway.ensure_certificates", retry=False)
+        except Exception as exc:  # noqa: BLE001 - kombu raises many kinds
+            logger.warning("could not queue certificate issuance: %s", exc)
     if wait:
         wait_applied(redis_client, generation, timeout=settings.route_timeout)
     return generation

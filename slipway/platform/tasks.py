@@ -66,3 +66,57 @@ def retire_later(container_ids: list[str]) -> None:
         retire_containers.apply_async(
             args=[container_ids], countdown=get_settings().drain_seconds
         )
+
+
+# --- TLS certificates (issue 5) -----------------------------------------------
+
+
+@celery.task(name="slipway.ensure_certificates")
+def ensure_certificates() -> list[int]:
+    """Queue issuance or renewal for every domain that needs it (beat runs this too)."""
+    from slipway.platform import certificates
+
+    settings = get_settings()
+    if settings.tls == "off":
+        return []
+    with session_scope(settings.database) as session:
+        certificates.ensure_default_domains(session, settings)
+        session.commit()
+        due = certificates.due_domains(session, settings)
+    for domain_id in due:
+        issue_certificate.delay(domain_id)
+    return due
+
+
+@celery.task(name="slipway.issue_certificate")
+def issue_certificate(domain_id: int, force: bool = False) -> bool:
+    """Issue or renew one domain's certificate, then publish routes so nginx serves it."""
+    from slipway.platform import certificates, routing
+    from slipway.router.errors import RouterError
+
+    settings = get_settings()
+    with session_scope(settings.database) as session:
+        if not certificates.issue(session, settings, domain_id, force=force):
+            return False
+        try:
+            routing.sync_routes(session, runtime.docker_client(), connect(settings.redis_url),
+                                settings)
+        except RouterError as exc:
+            logger.warning("routes with the new certificate not confirmed: %s", exc.message)
+    return True
+
+
+@celery.task(name="slipway.domains_changed")
+def domains_changed() -> None:
+    """Republish routes after a domain was added or removed, then ask for certificates."""
+    from slipway.platform import routing
+    from slipway.router.errors import RouterError
+
+    settings = get_settings()
+    with session_scope(settings.database) as session:
+        try:
+            routing.sync_routes(session, runtime.docker_client(), connect(settings.redis_url),
+                                settings)
+        except RouterError as exc:
+            logger.warning("routes after a domain change not confirmed: %s", exc.message)
+    ensure_certificates.delay()

@@ -56,3 +56,53 @@ def email(value: object) -> str:
     if not isinstance(value, str) or not EMAIL.fullmatch(value.strip()):
         raise InvalidInput("Invalid email address", field="email")
     return value.strip().lower()
+
+
+# --- domains (issue 5) --------------------------------------------------------
+
+MAX_DOMAIN = 253
+MAX_DOMAIN_INPUT = 1024
+
+
+def domain(value: object, field: str = "hostname") -> str:
+    """A host name as nginx and ACME will see it: lowercase ASCII, punycode for IDNs.
+
+    Accepts internationalised names (converted with IDNA 2008 / UTS 46, so
+    ``Bücher.example`` becomes ``xn--bcher-kva.example``) and one trailing dot.
+    Refuses wildcards (HTTP-01 cannot validate them), IP addresses, single-label
+    names, labels that break RFC 1123 or exceed 63 characters, and names over
+    253 characters. Raises InvalidInput naming ``field``.
+    """
+    import idna
+
+    from slipway.router.errors import InvalidRouteError
+    from slipway.router.nginx import validate_host
+
+    if not isinstance(value, str) or not value:
+        raise InvalidInput("Domain must be a non-empty string", field=field)
+    if len(value) > MAX_DOMAIN_INPUT:
+        raise InvalidInput(f"Domain is longer than {MAX_DOMAIN} characters", field=field)
+    shown = value if len(value) <= 64 else value[:61] + "..."
+    if "*" in value:
+        raise InvalidInput(
+            f"Invalid domain {shown!r}: wildcard domains are not supported (certificates are "
+            "obtained over HTTP-01, which cannot validate them)", field=field)
+    text = value[:-1] if value.endswith(".") else value
+    if re.fullmatch(r"[0-9.]+|.*:.*", text):
+        raise InvalidInput(f"Invalid domain {shown!r}: an IP address is not a domain",
+                           field=field)
+    try:
+        ascii_name = idna.encode(text, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise InvalidInput(f"Invalid domain {shown!r}: {exc}", field=field) from None
+    try:
+        validate_host(ascii_name, field)
+    except InvalidRouteError:
+        raise InvalidInput(
+            f"Invalid domain {shown!r}: use dot-separated labels of letters, digits and "
+            f"hyphens, each at most 63 characters and {MAX_DOMAIN} in all", field=field,
+        ) from None
+    if "." not in ascii_name:
+        raise InvalidInput(f"Invalid domain {shown!r}: a domain needs at least two labels "
+                           "(e.g. www.example.com)", field=field)
+    return ascii_name

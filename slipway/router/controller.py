@@ -69,10 +69,13 @@ class Nginx:
         worker_user: str | None = None,
         reload_timeout: float = 10.0,
         stop_timeout: float = 10.0,
+        https_port: int | None = None,
     ) -> None:
         self.paths = StatePaths(Path(state_dir).absolute())
         self.http_port = validate_port(http_port)
         self.binary = binary
+        # None: TLS is off, certificates in the table are ignored.
+        self.https_port = None if https_port is None else validate_port(https_port, "https_port")
         self.listen_address = validate_listen_address(listen_address)
         self.worker_user = worker_user
         self.reload_timeout = reload_timeout
@@ -96,6 +99,7 @@ class Nginx:
             listen_address=self.listen_address,
             # `user` only means something to a root master; others warn about it.
             worker_user=self.worker_user if os.geteuid() == 0 else None,
+            https_port=self.https_port,
         )
 
     def start(self, table: RouteTable) -> None:
@@ -258,6 +262,9 @@ class Nginx:
         try:
             self.paths.logs.mkdir(parents=True, exist_ok=True)
             self.paths.temp.mkdir(parents=True, exist_ok=True)
+            # Workers (www-data/nobody under root) read challenge files themselves.
+            self.paths.challenges.mkdir(parents=True, exist_ok=True)
+            self.paths.challenges.chmod(0o755)
         except OSError as exc:
             raise NginxError(f"could not create nginx's directories in {self.paths.root}: "
                              f"{exc}") from exc

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slipway.router.errors import InvalidRouteError
-from slipway.router.routes import Route, RouteTable
+from slipway.router.routes import HostCertificate, Route, RouteTable
 
 # The default server answers this path with the table's generation, so the
 # controller can tell when the workers started by a reload are serving.
@@ -38,6 +38,11 @@ _PATH_RE = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
 _MAX_HOST = 253
 _MAX_LABEL = 63
 _SHOW_MAX = 80
+
+# The ACME HTTP-01 path, answered for every host from files under the state dir.
+ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
+# A year, as Let's Encrypt and most guides recommend once HTTPS is known to work.
+_HSTS_MAX_AGE = 31536000
 
 # Upstream tuning, kept together so the reasons sit beside the numbers.
 _UPSTREAM_KEEPALIVE = 16
@@ -84,6 +89,11 @@ class StatePaths:
 
     def temp_path(self, kind: str) -> Path:
         return self.temp / kind
+
+    @property
+    def challenges(self) -> Path:
+        """HTTP-01 key authorizations, one file per token (world-readable)."""
+        return self.root / "acme-challenge"
 
 
 _TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -263,6 +273,23 @@ def validate_route(route: object, field: str = "route") -> Route:
         if upstream in seen:
             raise _invalid(f"{field}.upstreams[{i}]", upstream, "is listed twice")
         seen.add(upstream)
+    if not isinstance(route.certificates, tuple | list):
+        raise _invalid(f"{field}.certificates", route.certificates,
+                       "is not a list of certificates")
+    certified: set[str] = set()
+    for i, cert in enumerate(route.certificates):
+        cfield = f"{field}.certificates[{i}]"
+        if not isinstance(cert, HostCertificate):
+            raise _invalid(cfield, cert, "is not a HostCertificate")
+        if cert.host not in route.hosts:
+            raise _invalid(f"{cfield}.host", cert.host, "is not one of the route's hosts")
+        if cert.host in certified:
+            raise _invalid(f"{cfield}.host", cert.host, "has more than one certificate")
+        certified.add(cert.host)
+        validate_state_dir(cert.certificate, f"{cfield}.certificate")
+        validate_state_dir(cert.key, f"{cfield}.key")
+    if not isinstance(route.hsts, bool):
+        raise _invalid(f"{field}.hsts", route.hsts, "is not a boolean")
     return route
 
 
@@ -319,6 +346,7 @@ def render_nginx(
     state_dir: Path,
     listen_address: str = "0.0.0.0",
     worker_user: str | None = None,
+    https_port: int | None = None,
 ) -> str:
     """Render a complete nginx.conf for ``table``.
 
@@ -331,6 +359,11 @@ def render_nginx(
     started by root; otherwise nginx ignores it with a warning).
     Routes are rendered sorted by app name, so equal tables render equal text.
 
+    Every HTTP server answers ``ACME_CHALLENGE_PATH`` from ``state_dir/acme-challenge``.
+    With ``https_port``, each host that has a certificate in its route gets an HTTPS
+    server on that port, and its HTTP requests (but the challenge path) redirect
+    there; without it (TLS off) certificates are ignored and everything is HTTP.
+
     Raises InvalidRouteError, before rendering anything, if any value is invalid.
     """
     validate_table(table)
@@ -340,6 +373,7 @@ def render_nginx(
     user = None if worker_user is None else validate_user(worker_user)
     paths = StatePaths(root)
     listen = _listen(listen_ip, port)
+    tls_port = None if https_port is None else validate_port(https_port, "https_port")
     routes = sorted(table.routes, key=lambda r: r.app)
 
     out: list[str] = [
@@ -407,17 +441,31 @@ def render_nginx(
         "    # A dead upstream in a group is skipped (requests not yet sent are retried).",
         "    proxy_next_upstream error timeout;",
         "",
-        "    # --- HTTPS (later issue: slipway.router ACME/TLS) ---------------------",
-        "    # Servers with `listen <address>:<https_port> ssl` and their certificates",
-        "    # are rendered here, and HTTP servers of hosts with a certificate redirect",
-        "    # to HTTPS. None yet.",
-        "    # --- end HTTPS --------------------------------------------------------",
+        "    # --- HTTPS ------------------------------------------------------------",
     ]
+    if tls_port is None:
+        out.append("    # TLS is off: every host is served over HTTP only.")
+    else:
+        out += [
+            "    ssl_protocols TLSv1.2 TLSv1.3;",
+            "    ssl_prefer_server_ciphers off;",
+            "    ssl_session_cache shared:slipway_tls:10m;",
+            "    ssl_session_timeout 1d;",
+            "    ssl_session_tickets off;",
+        ]
+        tls_listen = _listen(listen_ip, tls_port)
+        redirect_port = "" if tls_port == 443 else f":{tls_port}"
+        for route in routes:
+            for cert in sorted(route.certificates, key=lambda c: c.host):
+                out += _https_server(route, cert, tls_listen)
+    out.append("    # --- end HTTPS --------------------------------------------------------")
     for route in routes:
         out.append("")
-        out += _route_blocks(route, listen)
+        certified = set() if tls_port is None else {c.host for c in route.certificates}
+        out += _route_blocks(route, listen, paths, certified,
+                             "" if tls_port is None else redirect_port)
     out.append("")
-    out += _default_server(table.generation, listen, listen_ip)
+    out += _default_server(table.generation, listen, listen_ip, paths)
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -426,12 +474,52 @@ def _listen(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def _route_blocks(route: Route, listen: str) -> list[str]:
-    """The upstream and the HTTP server of one route.
+def _challenge_location(paths: StatePaths) -> list[str]:
+    # ^~ so no regex location can take the path over; alias maps a token straight
+    # to its file, and anything missing is a plain 404.
+    return [
+        f"        location ^~ {ACME_CHALLENGE_PATH} {{",
+        "            default_type text/plain;",
+        f"            alias {paths.challenges}/;",
+        "        }",
+    ]
 
-    The ACME HTTP-01 location (``location ^~ /.well-known/acme-challenge/``) is
-    rendered inside the server, before ``location /``, by a later issue; a
-    route's HTTPS server joins the HTTPS section above.
+
+def _proxy_location(route: Route) -> list[str]:
+    if route.upstreams:
+        return [f"            proxy_pass http://{upstream_name(route.app)};"]
+    # No running web process (e.g. scaled to zero): say so instead of a 502.
+    return [
+        "            default_type text/plain;",
+        f'            return 503 "The app {route.app} has no running web process.\\n";',
+    ]
+
+
+def _https_server(route: Route, cert: HostCertificate, listen: str) -> list[str]:
+    """One HTTPS server per certified host, since each host has its own certificate."""
+    lines = [
+        f"    # app {route.app}, HTTPS for {cert.host}",
+        "    server {",
+        # nginx 1.22 (Debian bookworm) predates the `http2 on;` directive.
+        f"        listen {listen} ssl http2;",
+        f"        server_name {cert.host};",
+        f"        ssl_certificate {cert.certificate};",
+        f"        ssl_certificate_key {cert.key};",
+    ]
+    if route.hsts:
+        lines.append(f'        add_header Strict-Transport-Security "max-age={_HSTS_MAX_AGE}" '
+                     "always;")
+    lines += ["        location / {", *_proxy_location(route), "        }", "    }"]
+    return lines
+
+
+def _route_blocks(route: Route, listen: str, paths: StatePaths, certified: set[str],
+                  redirect_port: str) -> list[str]:
+    """The upstream and the HTTP server(s) of one route.
+
+    Hosts without a certificate are proxied over HTTP; hosts in ``certified``
+    get their own HTTP server that redirects to HTTPS. Both answer the ACME
+    challenge path, so renewals keep working after the redirect is in place.
     """
     lines = [f"    # app {route.app}"]
     if route.upstreams:
@@ -443,27 +531,35 @@ def _route_blocks(route: Route, listen: str) -> list[str]:
             f"        keepalive_timeout {_UPSTREAM_KEEPALIVE_TIMEOUT};",
             "    }",
         ]
-        location = [f"            proxy_pass http://{name};"]
-    else:
-        # No running web process (e.g. scaled to zero): say so instead of a 502.
-        location = [
-            "            default_type text/plain;",
-            f'            return 503 "The app {route.app} has no running web process.\\n";',
+    plain = [h for h in route.hosts if h not in certified]
+    secure = [h for h in route.hosts if h in certified]
+    if plain:
+        lines += [
+            "    server {",
+            f"        listen {listen};",
+            f"        server_name {' '.join(plain)};",
+            *_challenge_location(paths),
+            "        location / {",
+            *_proxy_location(route),
+            "        }",
+            "    }",
         ]
-    lines += [
-        "    server {",
-        f"        listen {listen};",
-        f"        server_name {' '.join(route.hosts)};",
-        "        # ACME HTTP-01 challenge location goes here (later issue).",
-        "        location / {",
-        *location,
-        "        }",
-        "    }",
-    ]
+    if secure:
+        lines += [
+            "    server {",
+            f"        listen {listen};",
+            f"        server_name {' '.join(secure)};",
+            *_challenge_location(paths),
+            "        location / {",
+            f"            return 301 https://$host{redirect_port}$request_uri;",
+            "        }",
+            "    }",
+        ]
     return lines
 
 
-def _default_server(generation: int, listen: str, listen_ip: str) -> list[str]:
+def _default_server(generation: int, listen: str, listen_ip: str,
+                    paths: StatePaths) -> list[str]:
     allowed = ["127.0.0.1", "::1"]
     if not ipaddress.ip_address(listen_ip).is_unspecified and listen_ip not in allowed:
         # The controller probes the address nginx listens on; let it in.
@@ -474,6 +570,7 @@ def _default_server(generation: int, listen: str, listen_ip: str) -> list[str]:
         f"        listen {listen} default_server;",
         "        server_name _;",
         "        default_type text/plain;",
+        *_challenge_location(paths),
         f"        location = {GENERATION_PATH} {{",
         *[f"            allow {address};" for address in allowed],
         "            deny all;",

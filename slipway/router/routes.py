@@ -19,12 +19,53 @@ ERROR_CHANNEL = "slipway:router:error"
 
 
 @dataclass(frozen=True)
+class HostCertificate:
+    """A certificate for one host: PEM files (full chain, and its key) on the router's disk."""
+
+    host: str
+    certificate: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Route:
-    """Requests for any of ``hosts`` go to one of ``upstreams`` ("127.0.0.1:port")."""
+    """Requests for any of ``hosts`` go to one of ``upstreams`` ("127.0.0.1:port").
+
+    Hosts listed in ``certificates`` are also served over HTTPS, and their plain
+    HTTP requests redirect there; ``hsts`` adds a Strict-Transport-Security header
+    to those HTTPS responses.
+    """
 
     app: str
     hosts: tuple[str, ...]
     upstreams: tuple[str, ...]
+    certificates: tuple[HostCertificate, ...] = ()
+    hsts: bool = False
+
+    def to_dict(self) -> dict:
+        data: dict = {"app": self.app, "hosts": list(self.hosts),
+                      "upstreams": list(self.upstreams)}
+        # Only written when set, so tables without TLS keep their old shape.
+        if self.certificates:
+            data["certificates"] = [
+                {"host": c.host, "certificate": c.certificate, "key": c.key}
+                for c in self.certificates
+            ]
+        if self.hsts:
+            data["hsts"] = True
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Route:
+        """A Route from :meth:`to_dict`'s shape; the TLS keys are optional (older tables)."""
+        return cls(
+            app=data["app"], hosts=tuple(data["hosts"]), upstreams=tuple(data["upstreams"]),
+            certificates=tuple(
+                HostCertificate(host=c["host"], certificate=c["certificate"], key=c["key"])
+                for c in data.get("certificates") or ()
+            ),
+            hsts=bool(data.get("hsts", False)),
+        )
 
 
 @dataclass(frozen=True)
@@ -36,10 +77,7 @@ class RouteTable:
         return json.dumps(
             {
                 "generation": self.generation,
-                "routes": [
-                    {"app": r.app, "hosts": list(r.hosts), "upstreams": list(r.upstreams)}
-                    for r in self.routes
-                ],
+                "routes": [r.to_dict() for r in self.routes],
             }
         )
 
@@ -48,8 +86,5 @@ class RouteTable:
         data = json.loads(text)
         return cls(
             generation=int(data["generation"]),
-            routes=tuple(
-                Route(app=r["app"], hosts=tuple(r["hosts"]), upstreams=tuple(r["upstreams"]))
-                for r in data["routes"]
-            ),
+            routes=tuple(Route.from_dict(r) for r in data["routes"]),
         )

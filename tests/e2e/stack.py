@@ -17,12 +17,13 @@ from tests.support import TEST_LABEL, TEST_RUN, free_port, wait_for
 
 
 class Stack:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
         self.root = root
         self.home = root / "home"
         self.user_home = root / "user"
         self.user_home.mkdir(parents=True, exist_ok=True)
         self.http_port = free_port()
+        self.https_port = free_port()
         self.web_port = free_port()
         self.redis_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.web_port}"
@@ -31,6 +32,9 @@ class Stack:
             "HOME": str(self.user_home),
             "SLIPWAY_HOME": str(self.home),
             "SLIPWAY_HTTP_PORT": str(self.http_port),
+            "SLIPWAY_HTTPS_PORT": str(self.https_port),
+            # No ACME server is reachable from tests unless one passes its own.
+            "SLIPWAY_TLS": "off",
             "SLIPWAY_WEB_PORT": str(self.web_port),
             "SLIPWAY_WEB_HOST": "127.0.0.1",
             "SLIPWAY_WEB_WORKERS": "1",
@@ -45,6 +49,7 @@ class Stack:
         }
         for key in ("DATABASE_URL", "SLIPWAY_SECRET_KEY", "SLIPWAY_DOMAIN"):
             self.env.pop(key, None)
+        self.env.update(env or {})
         self.proc: subprocess.Popen | None = None
         self.auth: dict[str, str] = {}
         self.log = root / "slipway-up.log"

@@ -18,7 +18,7 @@ from slipway.router.nginx import (
     validate_routes,
     validate_upstream,
 )
-from slipway.router.routes import Route, RouteTable
+from slipway.router.routes import HostCertificate, Route, RouteTable
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "nginx"
 STATE = Path("/var/lib/slipway/router")
@@ -27,6 +27,18 @@ WEB = Route(app="web", hosts=("web.example.com", "www.example.com"),
             upstreams=("127.0.0.1:32768", "127.0.0.1:32769"))
 API = Route(app="api", hosts=("api.example.com",), upstreams=("app-host-2:8000", "[::1]:9000"))
 IDLE = Route(app="idle", hosts=("idle.localhost",), upstreams=())
+CERTS = "/var/lib/slipway/certs"
+SECURE = Route(
+    app="shop", hosts=("shop.example.com", "www.shop.test", "plain.shop.test"),
+    upstreams=("127.0.0.1:32770",),
+    certificates=(
+        HostCertificate("www.shop.test", f"{CERTS}/www.shop.test/fullchain.pem",
+                        f"{CERTS}/www.shop.test/privkey.pem"),
+        HostCertificate("shop.example.com", f"{CERTS}/shop.example.com/fullchain.pem",
+                        f"{CERTS}/shop.example.com/privkey.pem"),
+    ),
+    hsts=True,
+)
 
 CASES: dict[str, tuple[RouteTable, dict]] = {
     "empty": (RouteTable(generation=0, routes=()), {"http_port": 80, "state_dir": STATE}),
@@ -36,6 +48,12 @@ CASES: dict[str, tuple[RouteTable, dict]] = {
     "listen_address": (RouteTable(generation=3, routes=(WEB,)),
                        {"http_port": 8080, "state_dir": STATE, "listen_address": "10.0.0.5",
                         "worker_user": "www-data"}),
+    # HTTPS on 8443: certified hosts redirect, plain.shop.test stays on HTTP.
+    "tls": (RouteTable(generation=9, routes=(SECURE, IDLE)),
+            {"http_port": 8080, "https_port": 8443, "state_dir": STATE}),
+    # TLS off: the same table renders without HTTPS servers or redirects.
+    "tls_off": (RouteTable(generation=9, routes=(SECURE,)),
+                {"http_port": 80, "state_dir": STATE}),
     "listen_ipv6": (RouteTable(generation=7, routes=(API,)),
                     {"http_port": 18080, "state_dir": STATE, "listen_address": "::"}),
 }

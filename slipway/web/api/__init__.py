@@ -3,7 +3,7 @@
 One module per noun registers its routes on the shared blueprint.
 """
 
-from slipway.web.api import apps, formation, logs  # noqa: F401 - registers the routes
+from slipway.web.api import apps, domains, formation, logs  # noqa: F401 - registers the routes
 from slipway.web.api.common import bp
 
 __all__ = ["bp"]

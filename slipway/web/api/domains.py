@@ -1,0 +1,98 @@
+"""Custom domains of an app, with their certificates' status, and the app's TLS settings."""
+
+from __future__ import annotations
+
+from flask import jsonify
+
+from slipway.platform import apps as app_service
+from slipway.platform import domains as domain_service
+from slipway.platform.errors import BadRequest, Conflict, InvalidInput
+from slipway.platform.models import App
+from slipway.web.api.common import bp, json_body
+from slipway.web.app import db_session, settings
+from slipway.web.auth import current_user, require_token
+
+
+def _changed(app: App) -> None:
+    # Only a deployed app has a route to change; others pick domains up at deploy.
+    if app.current_release_id is not None:
+        from slipway.platform import tasks
+
+        tasks.domains_changed.delay()
+
+
+@bp.get("/apps/<name>/domains")
+@require_token
+def list_domains(name: str):
+    session = db_session()
+    app = app_service.get_app(session, current_user(), name)
+    rows = domain_service.list_domains(session, app)
+    return jsonify(
+        default=domain_service.default_host(settings(), app.name),
+        tls=settings().tls,
+        hsts=domain_service.hsts_enabled(session, settings(), app),
+        items=[domain_service.domain_dict(d) for d in rows],
+    )
+
+
+@bp.post("/apps/<name>/domains")
+@require_token
+def add_domain(name: str):
+    body = json_body()
+    if not isinstance(body, dict):
+        raise BadRequest("Send a JSON object with the domain's hostname")
+    session = db_session()
+    app = app_service.get_app(session, current_user(), name)
+    domain = domain_service.add_domain(session, settings(), app, body.get("hostname"))
+    session.commit()
+    _changed(app)
+    response = jsonify(domain_service.domain_dict(domain))
+    response.status_code = 201
+    return response
+
+
+@bp.delete("/apps/<name>/domains/<path:hostname>")
+@require_token
+def remove_domain(name: str, hostname: str):
+    session = db_session()
+    app = app_service.get_app(session, current_user(), name)
+    domain_service.remove_domain(session, app, hostname)
+    session.commit()
+    _changed(app)
+    return "", 204
+
+
+@bp.post("/apps/<name>/domains/<path:hostname>/renew")
+@require_token
+def renew_domain(name: str, hostname: str):
+    """Get a new certificate now, whatever the current one's expiry (queued; 202)."""
+    session = db_session()
+    app = app_service.get_app(session, current_user(), name)
+    domain = domain_service.get_any_domain(session, app, hostname)
+    if settings().tls == "off":
+        raise Conflict("TLS is off (SLIPWAY_TLS=off): there is no certificate to renew",
+                       field="hostname")
+    from slipway.platform import tasks
+
+    tasks.issue_certificate.delay(domain.id, True)
+    response = jsonify(domain_service.domain_dict(domain))
+    response.status_code = 202
+    return response
+
+
+@bp.patch("/apps/<name>/tls")
+@require_token
+def patch_tls(name: str):
+    body = json_body()
+    if not isinstance(body, dict) or set(body) - {"hsts"}:
+        raise BadRequest('Send a JSON object like {"hsts": true}')
+    hsts = body.get("hsts")
+    if hsts is not None and not isinstance(hsts, bool):
+        raise InvalidInput("hsts must be true, false or null (the global default)",
+                           field="hsts")
+    session = db_session()
+    app = app_service.get_app(session, current_user(), name)
+    domain_service.set_hsts(session, app, hsts)
+    session.commit()
+    _changed(app)
+    return jsonify(hsts=domain_service.hsts_enabled(session, settings(), app))
