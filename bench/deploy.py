@@ -1,17 +1,20 @@
 """Push-to-live times: cold (first push, dependencies installed) and warm (code-only change).
 
 Starts a whole Slipway (`slipway up`) in a temporary home on free ports, pushes a
-small Flask app (two dependencies) with the real git client, and measures from
-the start of `git push` to the new text served through the router (polled every
-10 ms from another thread). Prints the median and spread of each, and the time
-of each phase as the build recorded it.
+small Flask app (two dependencies), or with ``--stack node`` an Express app
+(npm ci from tests/fixtures/node_express's package-lock.json), with the real
+git client, and measures from the start of `git push` to the new text served
+through the router (polled every 10 ms from another thread). Prints the median
+and spread of each, and the time of each phase as the build recorded it.
 
-    .venv/bin/python bench/deploy.py [--warm 7] [--cold 3]
+    .venv/bin/python bench/deploy.py [--stack python|node] [--warm 7] [--cold 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -35,6 +38,12 @@ app = Flask(__name__)
 def index():
     return "{text}\\n"
 '''
+SERVER_JS = """const express = require("express");
+const app = express();
+app.get("/", (req, res) => res.send({text} + "\\n"));
+app.listen(Number(process.env.PORT), "0.0.0.0");
+"""
+NODE_FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "node_express"
 PHASES = ("receive", "build", "start", "health", "route")
 
 
@@ -43,6 +52,20 @@ def write_app(repo: Path, text: str, nonce: str) -> None:
     # The nonce comment changes the dependency layer's input: a cold install.
     (repo / "requirements.txt").write_text(f"# {nonce}\nflask==3.1.*\ngunicorn==23.*\n")
     (repo / "Procfile").write_text("web: gunicorn --bind 0.0.0.0:$PORT app:app\n")
+
+
+def write_node_app(repo: Path, text: str, nonce: str | None) -> None:
+    """The Express fixture's dependencies, serving ``text``; a nonce makes the install cold."""
+    for name in ("package.json", "package-lock.json"):
+        if not (repo / name).exists():
+            shutil.copy(NODE_FIXTURE / name, repo / name)
+    if nonce is not None:
+        # package.json is an input of the dependency layer: a new description
+        # makes npm ci run again.
+        package = json.loads((repo / "package.json").read_text())
+        package["description"] = nonce
+        (repo / "package.json").write_text(json.dumps(package, indent=2) + "\n")
+    (repo / "server.js").write_text(SERVER_JS.replace("{text}", json.dumps(text)))
 
 
 def push_and_wait(stack: Stack, repo: Path, app: str, text: str) -> tuple[float, dict]:
@@ -94,7 +117,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warm", type=int, default=7, help="code-only pushes (at least 5)")
     parser.add_argument("--cold", type=int, default=3, help="first pushes of new apps")
+    parser.add_argument("--stack", choices=("python", "node"), default="python",
+                        help="a Flask app (python) or an Express app (node)")
     args = parser.parse_args()
+    node = args.stack == "node"
 
     with tempfile.TemporaryDirectory(prefix="slipway-bench-") as root:
         stack = Stack(Path(root))
@@ -110,16 +136,22 @@ def main() -> None:
                 stack.git("init", "-q", "-b", "main", cwd=repo)
                 name = f"bench-{uuid.uuid4().hex[:6]}"
                 stack.slipway("apps:create", name, cwd=repo)
-                write_app(repo, f"cold {i}", uuid.uuid4().hex)
+                if node:
+                    write_node_app(repo, f"cold {i}", uuid.uuid4().hex)
+                else:
+                    write_app(repo, f"cold {i}", uuid.uuid4().hex)
                 cold.append(push_and_wait(stack, repo, name, f"cold {i}"))
                 print(f"cold push {i + 1}: {cold[-1][0]:.2f} s", flush=True)
             for i in range(args.warm):
-                (repo / "app.py").write_text(APP_PY.format(text=f"warm {i}"))
+                if node:
+                    write_node_app(repo, f"warm {i}", None)
+                else:
+                    (repo / "app.py").write_text(APP_PY.format(text=f"warm {i}"))
                 warm.append(push_and_wait(stack, repo, name, f"warm {i}"))
                 print(f"warm push {i + 1}: {warm[-1][0]:.2f} s", flush=True)
             print()
-            summary("cold push-to-live", cold)
-            summary("warm push-to-live", warm)
+            summary(f"{args.stack}: cold push-to-live", cold)
+            summary(f"{args.stack}: warm push-to-live", warm)
         finally:
             stack.stop()
 

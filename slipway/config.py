@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     python_image: str = "python:{version}-slim"
     python_default_version: str = "3.12"
     node_image: str = "node:{version}-slim"
+    # A Node major: what an app without engines.node gets, when this host has it.
+    node_default_version: str = "20"
     postgres_image: str = "postgres:16"
     redis_image: str = "redis:7"
     # Where `slipway images bootstrap` puts the images it builds from Debian packages.

@@ -19,7 +19,9 @@ from slipway.web.app import create_app
 
 
 @pytest.fixture
-def client(settings):
+def client(settings, monkeypatch):
+    # The default domain (localhost) turns TLS off; these tests are about ACME.
+    monkeypatch.setattr(settings, "tls", "acme")
     return create_app(settings).test_client()
 
 

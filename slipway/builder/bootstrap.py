@@ -2,14 +2,14 @@
 
 ``bootstrap_images`` makes the Debian bases (``{repository}/debian:bookworm``,
 ``{repository}/debian:trixie``) with debootstrap and ``docker import``, then builds
-the runtime images (Python 3.11 and 3.13, PostgreSQL, Redis; Node later) ``FROM``
+the runtime images (Python 3.11 and 3.13, Node 18 and 20, PostgreSQL, Redis) ``FROM``
 the base each names, with ``apt-get``. Every image carries the host's CA bundle at
 its own path, because HTTPS to PyPI and npm goes through an intercepting proxy on
 these machines, and the label ``slipway.bootstrap=1``.
 
-Kinds are asked for by name (``python3.11``, ``python3.13``, ``postgres``,
-``redis``) or by image name, which means every kind of that image (``python``
-is both Python images).
+Kinds are asked for by name (``python3.11``, ``python3.13``, ``node18``,
+``node20``, ``postgres``, ``redis``) or by image name, which means every kind
+of that image (``python`` is both Python images, ``node`` both Node images).
 
 This is a plain library: it takes a Docker client and returns tags. It does
 not read Slipway's settings; the CLI passes them in.
@@ -54,7 +54,7 @@ CA_ENV_VARS = (
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 # What `slipway images bootstrap` and install.sh build when no kind is named.
-DEFAULT_KINDS = ("python3.11", "python3.13")
+DEFAULT_KINDS = ("python3.11", "python3.13", "node18", "node20")
 
 Log = Callable[[str], None]
 
@@ -237,9 +237,39 @@ CMD ["redis-server"]
     files={"docker-entrypoint.sh": _REDIS_ENTRYPOINT},
 )
 
-# "node" (Debian's nodejs + npm) comes with Node support: add it here.
+
+
+def _node_kind(major: str, base: DebianBase) -> ImageKind:
+    """Debian's nodejs and npm on ``base``, which must be Node ``major`` (checked in the build).
+
+    npm reads its CA from npm_config_cafile and Node (and so corepack, yarn and
+    pnpm) from NODE_EXTRA_CA_CERTS, both set in the Debian base. npm's own
+    update check is switched off: it would call the registry on every run.
+    """
+    check = (f'const v = process.versions.node.split(".")[0]; '
+             f'if (v !== "{major}") {{ console.error("node is " + v + ", this image is {major}"); '
+             f'process.exit(1); }}')
+    return ImageKind(
+        name=f"node{major}",
+        image="node",
+        tag=major,
+        base=base,
+        dockerfile=f"""\
+RUN apt-get update \\
+ && apt-get install -y nodejs npm \\
+ && node -e '{check}' \\
+ && {_APT_CLEAN}
+ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+CMD ["node"]
+""",
+    )
+
+
+NODE_18 = _node_kind("18", BOOKWORM)
+NODE_20 = _node_kind("20", TRIXIE)
+
 KINDS: dict[str, ImageKind] = {
-    kind.name: kind for kind in (PYTHON_3_11, PYTHON_3_13, POSTGRES, REDIS)
+    kind.name: kind for kind in (PYTHON_3_11, PYTHON_3_13, NODE_18, NODE_20, POSTGRES, REDIS)
 }
 
 

@@ -34,7 +34,7 @@ from docker.errors import DockerException
 from docker.utils import exclude_paths
 
 from slipway.builder.detect import read_source_file
-from slipway.builder.dockerfile import render_dockerfile
+from slipway.builder.dockerfile import render_dockerfile, render_node_dockerfile
 from slipway.builder.plan import BuildError, BuildPlan
 
 # Where the rendered Dockerfile sits in the context. The generated
@@ -44,6 +44,9 @@ CONTEXT_DOCKERFILE = ".slipway.Dockerfile"
 # Never copied into a python image: a committed .venv would land on top of the
 # image's /app/.venv, and .git is not part of an app.
 PYTHON_EXCLUDES = (".git", ".venv")
+# A committed node_modules would land on top of the installed one, built for
+# another machine.
+NODE_EXCLUDES = (".git", "node_modules")
 ERROR_TAIL_LINES = 15
 CONNECT_TIMEOUT = 30.0
 # Docker's step bookkeeping, which says nothing a pusher needs.
@@ -67,7 +70,7 @@ def build_image(
 ) -> str:
     """Build ``source_dir`` as ``plan`` says, tag it ``tag``; return the image id.
 
-    A python plan is built from the rendered Dockerfile ``FROM base_image``
+    A python or node plan is built from the rendered Dockerfile ``FROM base_image``
     with ``labels`` in it; a dockerfile plan from the app's own Dockerfile,
     with ``labels`` added by Docker. Output goes to ``log`` line by line as it
     comes. Raises BuildError for a failed build (with its last lines of
@@ -76,12 +79,15 @@ def build_image(
     containers are removed either way.
     """
     params: dict[str, Any] = {"t": tag, "rm": "1", "forcerm": "1", "pull": "0", "q": "0"}
-    if plan.stack == "python":
-        dockerfile = render_dockerfile(plan, base_image, labels)
+    if plan.stack in ("python", "node"):
+        if plan.stack == "python":
+            dockerfile = render_dockerfile(plan, base_image, labels)
+        else:
+            dockerfile = render_node_dockerfile(plan, base_image, labels)
         context = build_context(
             source_dir,
             dockerfile=(CONTEXT_DOCKERFILE, dockerfile),
-            excludes=PYTHON_EXCLUDES,
+            excludes=PYTHON_EXCLUDES if plan.stack == "python" else NODE_EXCLUDES,
             force_include=plan.dependency_files,
         )
         params["dockerfile"] = CONTEXT_DOCKERFILE
@@ -105,8 +111,9 @@ def build_context(
 ) -> IO[bytes]:
     """A tar of ``source_dir`` for the daemon, as a file positioned at its start.
 
-    Honours the app's .dockerignore plus ``excludes``; ``force_include`` paths
-    and the Dockerfile are sent even when ignored. ``dockerfile`` is (name,
+    Honours the app's .dockerignore and .slugignore (Heroku's list of paths
+    left out of the build) plus ``excludes``; ``force_include`` paths and the
+    Dockerfile are sent even when ignored. ``dockerfile`` is (name,
     text): with text, that Dockerfile is added under name together with a
     generated .dockerignore that makes the daemon drop it and itself before
     any COPY; with None, the app's own file of that name is used as it is.
@@ -114,11 +121,10 @@ def build_context(
     user checked the code out. Raises BuildError for an unreadable file.
     """
     name, text = dockerfile
-    ignore = read_source_file(source_dir, ".dockerignore") or ""
-    patterns = [
-        line.strip()
-        for line in ignore.splitlines()
-        if line.strip() and not line.strip().startswith("#")
+    patterns = _ignore_patterns(read_source_file(source_dir, ".dockerignore") or "")
+    patterns += [
+        _slugignore_pattern(line)
+        for line in _ignore_patterns(read_source_file(source_dir, ".slugignore") or "")
     ]
     patterns += list(excludes)
     patterns += [f"!{path}" for path in force_include]
@@ -144,6 +150,27 @@ def build_context(
         raise
     out.seek(0)
     return out
+
+
+def _ignore_patterns(text: str) -> list[str]:
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+
+
+def _slugignore_pattern(line: str) -> str:
+    """A .slugignore line as a .dockerignore pattern.
+
+    Heroku reads .slugignore like .gitignore: a name without a slash matches
+    at any depth ("*.psd", "tmp"), a leading slash anchors it at the top.
+    """
+    if line.startswith("/"):
+        return line.lstrip("/")
+    if "/" in line.rstrip("/"):
+        return line
+    return f"**/{line}"
 
 
 def _add(tar: tarfile.TarFile, source_dir: Path, path: str) -> None:

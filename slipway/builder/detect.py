@@ -10,6 +10,7 @@ up quoted in an error message.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 import shlex
@@ -556,15 +557,183 @@ def _preferred(names: list[str]) -> str:
     return names[0]
 
 
+# ------------------------------------------------------------------------ Node
+
+NODE_LOCKFILES = {
+    "package-lock.json": "npm",
+    "npm-shrinkwrap.json": "npm",
+    "yarn.lock": "yarn",
+    "pnpm-lock.yaml": "pnpm",
+}
+# Read by the package manager during the install, so copied with package.json.
+NODE_CONFIG_FILES = (".npmrc", ".yarnrc", ".yarnrc.yml", ".pnpmfile.cjs")
+NODE_MAIN_FILES = ("server.js", "index.js", "app.js")
+NO_NODE_WEB_PROCESS = (
+    "No web process: add a Procfile with a `web:` line, a \"start\" script in "
+    "package.json, or a main file (looked for \"main\" in package.json, "
+    "server.js, index.js and app.js)"
+)
+# "pnpm@9.1.0", "yarn@4.1.1+sha512.abc...": the hash is corepack's business.
+_PACKAGE_MANAGER_RE = re.compile(
+    r"^(?P<name>npm|yarn|pnpm)@(?P<version>\d+(?:\.\d+){0,2}(?:-[0-9A-Za-z.]+)?)(?:\+[0-9A-Za-z.]+)?\Z"
+)
+
+
+def detect_node(source_dir: Path) -> BuildPlan | None:
+    """A Node.js app: package.json at the top.
+
+    The package manager comes from the ``packageManager`` field, else the lock
+    file; the Node version range from ``engines.node`` (resolved to an image
+    later); the web process from the Procfile, else ``npm start``, else
+    ``node`` on the main file. Raises BuildError for a lock file without
+    package.json, a malformed package.json, or no web process.
+    """
+    lockfiles = [name for name in NODE_LOCKFILES if _is_file(source_dir, name)]
+    text = read_source_file(source_dir, "package.json")
+    if text is None:
+        if lockfiles:
+            raise BuildError(
+                f"{lockfiles[0]} found without package.json: commit package.json too"
+            )
+        return None
+    try:
+        package = json.loads(text)
+    except ValueError as exc:
+        raise BuildError(f"package.json is not valid JSON: {exc}") from None
+    if not isinstance(package, dict):
+        raise BuildError("package.json must hold a JSON object")
+    scripts = package.get("scripts") or {}
+    if not isinstance(scripts, dict):
+        raise BuildError('package.json: "scripts" must be an object')
+    notes: list[str] = []
+
+    installer, version = _node_installer(source_dir, package, lockfiles, notes)
+    files = ["package.json", *lockfiles[:1]]
+    files += [name for name in NODE_CONFIG_FILES if _is_file(source_dir, name)]
+    releases = source_dir / ".yarn" / "releases"
+    if installer == "yarn-berry" and releases.is_dir() and _inside(source_dir, releases):
+        files.append(".yarn/releases")  # the Yarn release yarnPath names
+
+    engines = package.get("engines") or {}
+    runtime = engines.get("node") if isinstance(engines, dict) else None
+    if runtime is not None:
+        if not isinstance(runtime, str) or not runtime.strip() or len(runtime) > 100:
+            raise BuildError('package.json: "engines.node" must be a version range such as ">=18"')
+        runtime = runtime.strip()
+        notes.append(f'Node version from engines.node in package.json: "{runtime}"')
+
+    build_script = isinstance(scripts.get("build"), str) and bool(scripts["build"].strip())
+    if build_script:
+        notes.append(
+            f"Running the build script ({_run_script(installer, 'build')}) after the code is "
+            "copied, with devDependencies, which are pruned afterwards"
+        )
+
+    processes = read_procfile(source_dir)
+    if processes is not None and "web" in processes:
+        notes.append(f"Process types from the Procfile: {', '.join(processes)}")
+    else:
+        command = _node_web(source_dir, package, scripts, installer)
+        if processes is None:
+            notes.append(f"No Procfile: web process is `{command}`")
+            processes = {"web": command}
+        else:
+            notes.append(f"The Procfile has no `web:` line: web process is `{command}`")
+            processes = {"web": command, **processes}
+
+    return BuildPlan(
+        stack="node",
+        processes=processes,
+        runtime_version=runtime,
+        installer=installer,
+        installer_version=version,
+        dependency_files=tuple(files),
+        notes=tuple(notes),
+        build_script=build_script,
+    )
+
+
+def _node_installer(
+    source_dir: Path, package: dict[str, Any], lockfiles: list[str], notes: list[str]
+) -> tuple[str, str | None]:
+    """The package manager and the version ``packageManager`` pins, if any."""
+    field_value = package.get("packageManager")
+    name: str | None = None
+    version: str | None = None
+    if field_value is not None:
+        match = _PACKAGE_MANAGER_RE.match(field_value) if isinstance(field_value, str) else None
+        if match is None:
+            raise BuildError(
+                f'package.json: "packageManager" must be npm, yarn or pnpm with a version '
+                f'such as "pnpm@9.1.0", not {json.dumps(field_value)[:60]}'
+            )
+        name, version = match["name"], match["version"]
+        notes.append(f"Package manager from packageManager in package.json: {name}@{version}")
+    if len(lockfiles) > 1:
+        notes.append(f"Several lock files ({', '.join(lockfiles)}): using {lockfiles[0]}")
+    if name is None:
+        name = NODE_LOCKFILES[lockfiles[0]] if lockfiles else "npm"
+    if name == "yarn":
+        # A pinned version decides; without one, .yarnrc.yml is Berry's config.
+        if version is not None:
+            berry = not version.startswith("1.") and version != "1"
+        else:
+            berry = _is_file(source_dir, ".yarnrc.yml")
+        if berry:
+            name = "yarn-berry"
+    how = {
+        "npm": "with npm ci" if lockfiles and lockfiles[0] != "yarn.lock" else
+        "with npm install (no lock file: versions are resolved now)",
+        "yarn": "with yarn (classic)",
+        "yarn-berry": "with yarn (Berry)",
+        "pnpm": "with pnpm",
+    }[name]
+    source = f"from {lockfiles[0]}" if lockfiles else "from package.json"
+    notes.insert(0, f"Installing dependencies {source} {how}")
+    return name, version
+
+
+def _run_script(installer: str, script: str) -> str:
+    return {"npm": f"npm run {script}", "pnpm": f"pnpm run {script}"}.get(
+        installer, f"yarn {script}"
+    )
+
+
+def _node_web(
+    source_dir: Path, package: dict[str, Any], scripts: dict[str, Any], installer: str
+) -> str:
+    """``npm start`` when there is a start script, else ``node`` on the main file.
+
+    Yarn Berry runs both through ``yarn``, which sets up Plug'n'Play when the
+    app uses it (no node_modules for plain ``node`` to find).
+    """
+    berry = installer == "yarn-berry"
+    if isinstance(scripts.get("start"), str) and scripts["start"].strip():
+        return "yarn start" if berry else "npm start"
+    main = package.get("main")
+    candidates = [main] if isinstance(main, str) and main.strip() else []
+    candidates += NODE_MAIN_FILES
+    for candidate in candidates:
+        path = posixpath.normpath(candidate.strip())
+        if not _SAFE_PATH_RE.match(path) or path.startswith("../"):
+            continue
+        node = "yarn node" if berry else "node"
+        if _is_file(source_dir, path):
+            return f"{node} {path}"
+        if not path.endswith(".js") and _is_file(source_dir, f"{path}.js"):
+            return f"{node} {path}.js"
+    raise BuildError(NO_NODE_WEB_PROCESS)
+
+
 # ------------------------------------------------------------------- detection
 
 DOCKERFILE = Detector("Dockerfile", ("Dockerfile",), detect_dockerfile)
 PYTHON = Detector("Python", ("requirements.txt", "pyproject.toml", "Pipfile"), detect_python)
+NODE = Detector("Node.js", ("package.json",), detect_node)
 
-# In order: the app's own Dockerfile wins over everything. A Node detector
-# slots in after Python (a Python app with a package.json for its assets is
-# still a Python app).
-DETECTORS: tuple[Detector, ...] = (DOCKERFILE, PYTHON)
+# In order: the app's own Dockerfile wins over everything; Node comes after
+# Python (a Python app with a package.json for its assets is a Python app).
+DETECTORS: tuple[Detector, ...] = (DOCKERFILE, PYTHON, NODE)
 
 
 def detect(source_dir: Path, detectors: Sequence[Detector] = DETECTORS) -> BuildPlan:

@@ -1,4 +1,8 @@
-"""Render the Dockerfile for a python plan (pure: plan in, text out).
+"""Render the Dockerfile for a python or node plan (pure: plan in, text out).
+
+The Node layout follows the same rules (dependency files and their install
+before the code; the build script, which needs the code, right after it);
+see ``render_node_dockerfile``.
 
 Layout, and why:
 
@@ -226,3 +230,137 @@ def _label_instruction(labels: dict[str, str]) -> str:
             raise BuildError("Label names must not be empty")
         pairs.append(f"{quote_label(key)}={quote_label(value)}")
     return "LABEL " + " \\\n      ".join(pairs) + "\n"
+
+
+# ------------------------------------------------------------------------ Node
+
+NODE_HEADER = """\
+# Rendered by Slipway for a Node.js app; it is not part of the app's files.
+# Dependencies are installed before the code is copied, so a push that changes
+# only code reuses every layer before the code copy.
+"""
+
+# node_modules/.bin first, so Procfile commands find the app's own tools.
+NODE_PATH = f"{APP_DIR}/node_modules/.bin:" + PATH.split(":", 1)[1]
+NODE_ENV = f"""\
+ENV NODE_ENV=production \\
+    npm_config_update_notifier=false \\
+    npm_config_fund=false \\
+    npm_config_audit=false \\
+    YARN_ENABLE_TELEMETRY=0 \\
+    PATH={NODE_PATH}
+"""
+
+NODE_SETUP = f"""\
+RUN useradd --uid {APP_UID} --user-group --home-dir {APP_DIR} --no-create-home \\
+        --shell /usr/sbin/nologin app \\
+ && install -d -o {APP_UID} -g {APP_UID} {APP_DIR}
+WORKDIR {APP_DIR}
+"""
+
+# A version as the packageManager field pins it ("9.1.0", "4.1.1", "1.22.22").
+_TOOL_VERSION_RE = re.compile(r"^\d+(\.\d+){0,2}(-[0-9A-Za-z.]+)?\Z")
+# The versions installed when package.json pins none.
+DEFAULT_TOOL_VERSIONS = {"pnpm": "9", "yarn": "1", "yarn-berry": "4"}
+NODE_INSTALLERS = ("npm", "yarn", "yarn-berry", "pnpm")
+# Detection only ever names these: anything else in a plan is refused.
+NODE_DEPENDENCY_FILES = frozenset({
+    "package.json", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml",
+    ".npmrc", ".yarnrc", ".yarnrc.yml", ".pnpmfile.cjs", ".yarn/releases",
+})
+
+
+def render_node_dockerfile(plan: BuildPlan, base_image: str, labels: dict[str, str]) -> str:
+    """The Dockerfile text for a node ``plan`` built ``FROM base_image``.
+
+    Layers: the package manager (pnpm, yarn) installed with npm, then the
+    dependency files copied and installed (with devDependencies when there is
+    a build script), then the code, then the build script and the prune of
+    devDependencies. NODE_ENV=production; the app runs as uid 10001, which
+    owns /app. Raises BuildError for a base image, label, version or file name
+    that cannot be written safely, and ValueError for a plan that is not node.
+    """
+    if plan.stack != "node":
+        raise ValueError(f"render_node_dockerfile renders node plans, not {plan.stack!r}")
+    if not _IMAGE_RE.match(base_image):
+        raise BuildError(f"Invalid base image name {base_image!r}")
+    if plan.installer not in NODE_INSTALLERS:
+        raise BuildError(f"Unknown Node.js package manager {plan.installer!r}")
+    if plan.installer_version is not None and not _TOOL_VERSION_RE.match(plan.installer_version):
+        raise BuildError(f"Invalid package manager version {plan.installer_version!r}")
+    for path in plan.dependency_files:
+        if path not in NODE_DEPENDENCY_FILES:
+            raise BuildError(f"Unsupported dependency file name {path!r}")
+    files = list(plan.dependency_files)
+    locked = any(
+        name in files
+        for name in ("package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml")
+    )
+
+    parts = [NODE_HEADER, f"FROM {base_image}\n"]
+    if labels:
+        parts.append(_label_instruction(labels))
+    parts += [NODE_ENV, NODE_SETUP]
+    parts += _node_tool(plan)
+    top = [path for path in files if "/" not in path]
+    parts.append(f"COPY {json.dumps([*top, './'])}\n")
+    for path in files:
+        if "/" in path:  # .yarn/releases, a directory: copied to its own place
+            parts.append(f"COPY {json.dumps([path, path + '/'])}\n")
+    parts.append(_node_install(plan, locked))
+    parts.append(f"COPY --chown={APP_UID}:{APP_UID} . .\n")
+    if plan.build_script:
+        parts.append(_node_build(plan, locked))
+    parts.append(f"USER {APP_UID}\n")
+    return "".join(parts)
+
+
+def _node_tool(plan: BuildPlan) -> list[str]:
+    """Install the package manager, when it is not npm, in a layer of its own."""
+    if plan.installer == "npm":
+        return []
+    if plan.installer == "yarn-berry":
+        # Berry from its npm distribution rather than corepack: corepack's
+        # signature check fails against the registry's current keys (seen with
+        # Debian's Node 18 and 20). Berry also runs a release committed under
+        # .yarn/releases when .yarnrc.yml's yarnPath names it.
+        version = plan.installer_version or DEFAULT_TOOL_VERSIONS["yarn-berry"]
+        return [_run_exec(["npm", "install", "--global", f"@yarnpkg/cli-dist@{version}"])]
+    tool = "pnpm" if plan.installer == "pnpm" else "yarn"
+    version = plan.installer_version or DEFAULT_TOOL_VERSIONS[tool]
+    return [_run_exec(["npm", "install", "--global", f"{tool}@{version}"])]
+
+
+def _node_install(plan: BuildPlan, locked: bool) -> str:
+    """The dependency install: devDependencies too when a build script needs them."""
+    dev = plan.build_script
+    if plan.installer == "npm":
+        verb = "ci" if locked else "install"
+        return _run_exec(["npm", verb, "--include=dev" if dev else "--omit=dev"])
+    if plan.installer == "yarn":
+        frozen = ["--frozen-lockfile"] if locked else []
+        return _run_exec(
+            ["yarn", "install", *frozen, f"--production={'false' if dev else 'true'}",
+             "--non-interactive"]
+        )
+    if plan.installer == "pnpm":
+        frozen = ["--frozen-lockfile"] if locked else []
+        return _run_exec(["pnpm", "install", *frozen, f"--prod={'false' if dev else 'true'}"])
+    # Berry installs devDependencies whatever NODE_ENV says; without a build
+    # script they are dropped at once (`workspaces focus` is built into Yarn 4).
+    install = "yarn install --immutable" if locked else "yarn install"
+    if dev:
+        return f"RUN {install}\n"
+    return f"RUN {install} \\\n && yarn workspaces focus --all --production\n"
+
+
+def _node_build(plan: BuildPlan, locked: bool) -> str:
+    """Run the build script, then drop devDependencies from what runs."""
+    if plan.installer == "npm":
+        return "RUN npm run build \\\n && npm prune --omit=dev\n"
+    if plan.installer == "pnpm":
+        return "RUN pnpm run build \\\n && pnpm prune --prod\n"
+    if plan.installer == "yarn":
+        frozen = " --frozen-lockfile" if locked else ""
+        return f"RUN yarn build \\\n && yarn install{frozen} --production=true --non-interactive\n"
+    return "RUN yarn build \\\n && yarn workspaces focus --all --production\n"

@@ -15,6 +15,7 @@ import requests
 from docker.errors import DockerException, ImageNotFound
 
 from slipway.builder.plan import BuildError
+from slipway.builder.semver import RangeError, admits_major
 
 _MINOR_TAG_RE = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)\Z")
 _LANGUAGE_NAMES = {"python": "Python", "node": "Node.js"}
@@ -82,6 +83,8 @@ def resolve_base_image(
     image (see ``choose_image``); else the template image, which Docker pulls
     where a registry answers. Raises BuildError if Docker cannot be asked.
     """
+    if language == "node":
+        return _resolve_node(client, template, version, default_version, bootstrap_repository)
     wanted = version or default_version
     name = _LANGUAGE_NAMES.get(language, language)
     candidate = template_image(template, wanted)
@@ -118,3 +121,85 @@ def _exists(client: docker.DockerClient, reference: str) -> bool:
 def _parse(version: str) -> tuple[int, int] | None:
     match = _MINOR_TAG_RE.match(version)
     return (int(match["major"]), int(match["minor"])) if match else None
+
+
+# ------------------------------------------------------------------------ Node
+
+_MAJOR_TAG_RE = re.compile(r"^(?P<major>\d+)\Z")
+# Node majors an operator may have as template images ("node:22-slim"), newest
+# first; asked about only when they meet the app's range.
+KNOWN_NODE_MAJORS = (24, 22, 20, 18)
+
+
+def choose_node_major(majors: Iterable[int], engines: str | None, default: int) -> int | None:
+    """The Node major to build with, out of ``majors``, for the ``engines.node`` range.
+
+    The ``default`` major when it meets the range (or there is no range),
+    else the highest major that does; None when none does. Raises BuildError
+    for a range that cannot be read.
+    """
+    majors = sorted(set(majors), reverse=True)
+    if engines is None:
+        meets = majors
+    else:
+        try:
+            meets = [major for major in majors if admits_major(engines, major)]
+        except RangeError as exc:
+            raise BuildError(
+                f'engines.node "{engines}" in package.json is not a version range ({exc}): '
+                'write one such as ">=18" or "20.x"'
+            ) from None
+    if default in meets:
+        return default
+    return meets[0] if meets else None
+
+
+def _resolve_node(
+    client: docker.DockerClient,
+    template: str,
+    engines: str | None,
+    default_version: str,
+    repository: str,
+) -> tuple[str, list[str]]:
+    """resolve_base_image for Node: ``engines`` is an npm range, images are per major.
+
+    A template image this host has wins, then a bootstrap image
+    ``{repository}/node:MAJOR``; with neither, the template image for the
+    chosen major (Docker pulls it). Raises BuildError when the range is met by
+    no image this host has ('engines.node ">=22" cannot be met: this host has
+    Node 18, 20').
+    """
+    default = int(default_version) if default_version.isdigit() else 20
+    why = f'engines.node "{engines}"' if engines is not None else f"Node {default} is the default"
+    try:
+        bootstrap = {}
+        for image in client.images.list(name=f"{repository}/node"):
+            for tag in image.tags:
+                match = _MAJOR_TAG_RE.match(tag.removeprefix(f"{repository}/node:"))
+                if tag.startswith(f"{repository}/node:") and match:
+                    bootstrap[int(match["major"])] = tag
+        templates = {
+            major: template_image(template, str(major))
+            for major in {*KNOWN_NODE_MAJORS, default, *bootstrap}
+        }
+        present = {major: ref for major, ref in templates.items() if _exists(client, ref)}
+    except (DockerException, requests.RequestException) as exc:
+        raise BuildError(f"Could not ask the Docker engine for images: {exc}") from None
+
+    for available in (present, bootstrap):
+        major = choose_node_major(available, engines, default)
+        if major is not None:
+            return available[major], [f"Using {available[major]} ({why})"]
+    if present or bootstrap:
+        have = ", ".join(str(m) for m in sorted({*present, *bootstrap}))
+        raise BuildError(f'engines.node "{engines}" cannot be met: this host has Node {have}')
+    major = choose_node_major(templates, engines, default)
+    if major is None:
+        raise BuildError(
+            f'engines.node "{engines}" cannot be met: Slipway knows Node '
+            f"{', '.join(str(m) for m in sorted(templates))}"
+        )
+    return templates[major], [
+        f"{templates[major]} is not on this host: Docker will pull it "
+        "(on hosts without a registry, run `slipway images bootstrap` for a local Node.js image)"
+    ]

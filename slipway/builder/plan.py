@@ -21,7 +21,7 @@ class NothingToBuild(BuildError):
 class BuildPlan:
     """How to turn one source tree into an image.
 
-    ``stack`` is "python" (a Dockerfile is rendered) or "dockerfile" (the app's
+    ``stack`` is "python" or "node" (a Dockerfile is rendered) or "dockerfile" (the app's
     own Dockerfile is used as it is). ``processes`` maps Procfile process types
     to shell commands; for a "dockerfile" plan without a Procfile it is empty
     and the image's own CMD runs as ``web``.
@@ -36,6 +36,14 @@ class BuildPlan:
     (``-e .``, local paths, dynamic dependencies), which costs a reinstall on
     every push; ``extra_packages`` are installed too (the server the default
     web process needs, e.g. gunicorn).
+
+    For the node stack: ``installer`` is "npm" (``npm ci`` with a lock file,
+    ``npm install`` without), "yarn" (classic), "yarn-berry" or "pnpm";
+    ``installer_version`` is the version the ``packageManager`` field pins, if
+    any; ``runtime_version`` is the ``engines.node`` range as written;
+    ``dependency_files`` are package.json, the lock file and the package
+    manager's config files; ``build_script`` is true when package.json has a
+    ``build`` script to run after the code is copied.
     """
 
     stack: str
@@ -47,3 +55,5 @@ class BuildPlan:
     notes: tuple[str, ...] = ()
     dependencies: tuple[str, ...] = ()
     install_after_copy: bool = False
+    installer_version: str | None = None
+    build_script: bool = False

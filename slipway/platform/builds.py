@@ -121,14 +121,14 @@ def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> l
             for note in plan.notes:
                 log(f"       {note}")
             base_image = None
-            if plan.stack == "python":
+            if plan.stack in ("python", "node"):
                 base_image, notes = resolve_base_image(
                     client,
-                    settings.python_image,
+                    getattr(settings, f"{plan.stack}_image"),
                     plan.runtime_version,
-                    settings.python_default_version,
+                    getattr(settings, f"{plan.stack}_default_version"),
                     settings.bootstrap_repository,
-                    language="python",
+                    language=plan.stack,
                 )
                 for note in notes:
                     log(f"       {note}")

@@ -26,6 +26,8 @@ from slipway.builder.bootstrap import (
     HOST_CA_BUNDLE,
     IMAGE_CA_BUNDLE,
     KINDS,
+    NODE_18,
+    NODE_20,
     POSTGRES,
     PYTHON_3_11,
     PYTHON_3_13,
@@ -47,6 +49,7 @@ pytestmark = pytest.mark.e2e
 
 REPOSITORY = "slipway"
 PYTHON_KINDS = [pytest.param(kind, id=kind.name) for kind in (PYTHON_3_11, PYTHON_3_13)]
+NODE_KINDS = [pytest.param(kind, id=kind.name) for kind in (NODE_18, NODE_20)]
 DEBIAN_BASES = [pytest.param(base, id=base.suite) for base in (BOOKWORM, TRIXIE)]
 
 
@@ -100,8 +103,10 @@ def test_kind_names_pick_single_images_or_every_version_of_one() -> None:
     assert names("python") == ["python3.11", "python3.13"]
     assert names("python3.13") == ["python3.13"]
     assert names("python3.13", "python", "redis") == ["python3.13", "python3.11", "redis"]
-    assert names(*DEFAULT_KINDS) == ["python3.11", "python3.13"]
-    assert kind_choices() == ["postgres", "python", "python3.11", "python3.13", "redis"]
+    assert names(*DEFAULT_KINDS) == ["python3.11", "python3.13", "node18", "node20"]
+    assert names("node") == ["node18", "node20"]
+    assert kind_choices() == [
+        "node", "node18", "node20", "postgres", "python", "python3.11", "python3.13", "redis"]
     with pytest.raises(BootstrapError, match="unknown image kind python3.12"):
         resolve_kinds(["python3.12"])
 
@@ -181,6 +186,57 @@ def test_pip_reaches_the_package_index_through_the_ca_bundle(
     ])
 
     assert "six-" in output
+
+
+def test_each_node_kind_names_its_major_and_debian_base() -> None:
+    assert NODE_18.reference(REPOSITORY) == "slipway/node:18"
+    assert NODE_18.base == BOOKWORM
+    assert NODE_20.reference(REPOSITORY) == "slipway/node:20"
+    assert NODE_20.base == TRIXIE
+
+
+@pytest.mark.parametrize("kind", NODE_KINDS)
+def test_node_image_has_node_npm_and_useradd(
+    client: docker.DockerClient, kind: ImageKind,
+) -> None:
+    reference = kind.reference(REPOSITORY)
+    require_image(client, reference)
+
+    output = run(client, reference, [
+        "sh", "-c",
+        "node -p 'process.versions.node.split(\".\")[0]' && npm --version >/dev/null"
+        " && command -v useradd && env",
+    ])
+
+    lines = output.splitlines()
+    assert lines[:2] == [kind.tag, "/usr/sbin/useradd"]
+    env = dict(line.split("=", 1) for line in lines[2:] if "=" in line)
+    assert env["NODE_EXTRA_CA_CERTS"] == env["npm_config_cafile"] == IMAGE_CA_BUNDLE
+    assert client.images.get(reference).labels[BOOTSTRAP_LABEL] == "1"
+
+
+@pytest.mark.parametrize("kind", NODE_KINDS)
+def test_npm_pnpm_and_yarn_reach_the_registry_through_the_ca_bundle(
+    client: docker.DockerClient, kind: ImageKind,
+) -> None:
+    reference = kind.reference(REPOSITORY)
+    require_image(client, reference)
+
+    # npm itself (npm_config_cafile), then pnpm and Yarn Berry installed as
+    # the rendered Dockerfiles do, fetching with Node's own HTTPS client
+    # (NODE_EXTRA_CA_CERTS). Corepack is not used: its signature check fails.
+    output = run(client, reference, [
+        "sh", "-c",
+        "npm view ms@2.1.3 version"
+        " && npm install --global --silent pnpm@9.15.9 @yarnpkg/cli-dist@4.1.1 >/dev/null"
+        " && cd /tmp"
+        " && echo '{\"name\": \"x\", \"dependencies\": {\"ms\": \"2.1.3\"}}' > package.json"
+        " && pnpm install --silent && ls node_modules && rm -rf node_modules pnpm-lock.yaml"
+        " && touch yarn.lock && YARN_ENABLE_TELEMETRY=0 yarn install >/dev/null"
+        " && YARN_ENABLE_TELEMETRY=0 yarn node -p 'require(\"ms\")(60000)'",
+    ], timeout=300)
+
+    assert output.split() == ["2.1.3", "ms", "1m"]
 
 
 @pytest.mark.parametrize("base", DEBIAN_BASES)

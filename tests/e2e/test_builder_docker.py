@@ -273,8 +273,8 @@ def test_unreachable_engine_is_a_build_error(tmp_path):
 
 
 def test_unknown_stack_is_a_build_error(tmp_path):
-    with pytest.raises(BuildError, match="^Slipway cannot build a node app yet$"):
-        build_image(None, tmp_path, BuildPlan(stack="node"), base_image="", tag="x:y", labels={},
+    with pytest.raises(BuildError, match="^Slipway cannot build a ruby app yet$"):
+        build_image(None, tmp_path, BuildPlan(stack="ruby"), base_image="", tag="x:y", labels={},
                     log=Log(), timeout=5)
 
 
