@@ -108,3 +108,14 @@ def domain_dict(domain: Domain) -> dict:
         "last_error": domain.last_error,
         "expires_at": domain.expires_at.isoformat() if domain.expires_at else None,
     }
+
+
+def publish_change(app: App) -> None:
+    """Queue the route update a domain or TLS change needs; call after the commit.
+
+    Only a deployed app has a route to change; others pick their domains up at deploy.
+    """
+    if app.current_release_id is not None:
+        from slipway.platform import tasks  # tasks import the deploy machinery
+
+        tasks.domains_changed.delay()

@@ -109,4 +109,4 @@ def _headers(response):
     return response
 
 
-from slipway.web.dashboard import views  # noqa: E402,F401 - registers the pages
+from slipway.web.dashboard import capsules, domains, views  # noqa: E402,F401 - register pages

@@ -86,8 +86,43 @@ function appLog() {
   });
 }
 
+function revealUrl() {
+  const button = document.getElementById("reveal-url");
+  if (!button) return;
+  const url = document.getElementById("capsule-url");
+  button.addEventListener("click", () => {
+    url.hidden = !url.hidden;
+    button.textContent = url.hidden ? "Reveal URL" : "Hide URL";
+  });
+}
+
+// While a capsule provisions, ask for its status until it settles, then reload so
+// the page shows what an available (or failed) capsule offers.
+function capsuleStatus() {
+  const box = document.getElementById("capsule-status");
+  if (!box || !box.dataset.url) return;
+  const deadline = Date.now() + 10 * 60 * 1000;
+  const poll = async () => {
+    try {
+      const response = await fetch(box.dataset.url, { headers: { Accept: "application/json" } });
+      const capsule = await response.json();
+      box.textContent = capsule.status;
+      if (capsule.status !== "provisioning") {
+        window.location.reload();
+        return;
+      }
+    } catch (err) {
+      box.textContent = "provisioning (waiting for the server…)";
+    }
+    if (Date.now() < deadline) setTimeout(poll, 1000);
+  };
+  setTimeout(poll, 1000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   revealToggle();
+  revealUrl();
+  capsuleStatus();
   releaseProgress();
   buildLog();
   appLog();
