@@ -196,6 +196,66 @@ def test_create_push_configure_and_watch_logs(page_, stack, token, tmp_path_fact
     shoot(page, "apps")
 
 
+def test_capsule_attach_and_domains_in_the_browser(page_, stack, token):
+    """Runs after the test above: it attaches a capsule to the app that test pushed."""
+    page = page_
+    apps = requests.get(f"{stack.api_url}/api/v1/apps/webby",
+                        headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    if apps.status_code != 200:
+        pytest.fail("webby is missing: run this module whole (the test above pushes it)")
+
+    # Create a Postgres capsule in the form (a bad name first); the page follows it
+    # from provisioning to available by itself.
+    page.click("header nav >> text=Capsules")
+    page.fill("input[name=name]", "Web DB")
+    page.click("button:text-is('Create')")
+    assert page.locator("#name-error").inner_text().startswith("Capsule name must be 2-30")
+    page.check("input[name=kind][value=postgres]")
+    page.fill("input[name=name]", "webby-db")
+    page.click("button:text-is('Create')")
+    page.wait_for_url("**/capsules/webby-db")
+    page.locator("#capsule-status", has_text="available").wait_for(timeout=120_000)
+    page.locator("#reveal-url").wait_for()  # the page reloads itself once it settles
+    assert page.inner_text("#capsule-status") == "available"
+    assert page.locator("#capsule-url").is_hidden()  # revealed on click only
+    page.click("#reveal-url")
+    assert page.inner_text("#capsule-url").startswith("postgres://slipway:")
+
+    # Attach it to webby: a new release gives the app DATABASE_URL.
+    page.select_option("select[name=app]", "webby")
+    page.click("button:text-is('Attach')")
+    flash = page.inner_text(".flash")
+    assert re.fullmatch(r"Attached webby-db to webby as release v\d+", flash), flash
+    assert "DATABASE_URL" in page.inner_text("table.list")
+    wait_for(lambda: stack.fetch("webby", "/env/DATABASE_URL").text.endswith(
+        "@capsule-webby-db:5432/slipway"), timeout=120, interval=0.5,
+        message="webby's DATABASE_URL after the attach")
+    # A backup, listed with its time and size (the URL stays hidden in the screenshot).
+    page.click("button:text-is('Back up now')")
+    assert re.fullmatch(r"Backed up webby-db as \d{8}T\d{12}Z\.pgdump",
+                        page.inner_text(".flash"))
+    assert re.search(r"\d+(\.\d)? (Bytes|kB)", page.inner_text("[data-label=Size]"))
+    assert page.locator("#capsule-url").is_hidden()
+    shoot(page, "capsule")
+    page.goto("/capsules")
+    assert "webby-db" in page.inner_text("table.list")
+    shoot(page, "capsules")
+
+    # Add a custom domain on the app's Domains tab; it is listed with its certificate status.
+    page.goto("/apps/webby")
+    page.click("nav.tabs >> text=Domains")
+    page.fill("input[name=hostname]", "not a host")
+    page.click("button:text-is('Add domain')")
+    assert page.locator("#hostname-error").count() == 1
+    page.fill("input[name=hostname]", "www.webby.test")
+    page.click("button:text-is('Add domain')")
+    assert page.inner_text(".flash") == "Added www.webby.test"
+    row = page.locator("#domains tr", has_text="www.webby.test")
+    # The stack serves *.localhost with TLS off, so no certificate is asked for.
+    assert row.locator("[data-label=Certificate]").inner_text().strip() == "none"
+    shoot(page, "domains")
+
+
 def test_revoked_token_is_refused_by_the_api(page_, stack):
     page = page_
     page.goto("/tokens")
