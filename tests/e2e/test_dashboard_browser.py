@@ -10,6 +10,7 @@ import re
 import shutil
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import docker
@@ -212,17 +213,20 @@ def test_capsule_attach_and_domains_in_the_browser(page_, stack, token):
     assert page.locator("#name-error").inner_text().startswith("Capsule name must be 2-30")
     page.check("input[name=kind][value=postgres]")
     page.fill("input[name=name]", "webby-db")
+    started = time.monotonic()
     page.click("button:text-is('Create')")
     page.wait_for_url("**/capsules/webby-db")
     page.locator("#capsule-status", has_text="available").wait_for(timeout=120_000)
     page.locator("#reveal-url").wait_for()  # the page reloads itself once it settles
     assert page.inner_text("#capsule-status") == "available"
+    print(f"capsule available on the page {time.monotonic() - started:.1f} s after Create")
     assert page.locator("#capsule-url").is_hidden()  # revealed on click only
     page.click("#reveal-url")
     assert page.inner_text("#capsule-url").startswith("postgres://slipway:")
 
     # Attach it to webby: a new release gives the app DATABASE_URL.
     page.select_option("select[name=app]", "webby")
+    started = time.monotonic()
     page.click("button:text-is('Attach')")
     flash = page.inner_text(".flash")
     assert re.fullmatch(r"Attached webby-db to webby as release v\d+", flash), flash
@@ -230,6 +234,7 @@ def test_capsule_attach_and_domains_in_the_browser(page_, stack, token):
     wait_for(lambda: stack.fetch("webby", "/env/DATABASE_URL").text.endswith(
         "@capsule-webby-db:5432/slipway"), timeout=120, interval=0.5,
         message="webby's DATABASE_URL after the attach")
+    print(f"app serves DATABASE_URL {time.monotonic() - started:.1f} s after Attach")
     # A backup, listed with its time and size (the URL stays hidden in the screenshot).
     page.click("button:text-is('Back up now')")
     assert re.fullmatch(r"Backed up webby-db as \d{8}T\d{12}Z\.pgdump",
