@@ -40,7 +40,9 @@ def app_logs(name: str):
           description: 1 or true keeps the stream open for new lines
           schema: {type: string, default: "0"}
       responses:
-        200: {description: One log line per text line, content: {text/plain: {schema: {type: string}}}}
+        200:
+          description: One log line per text line
+          content: {text/plain: {schema: {type: string}}}
         400: BadRequest
         404: NotFound
     """
