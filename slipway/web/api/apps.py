@@ -8,10 +8,10 @@ from slipway.platform import apps as app_service
 from slipway.platform import builds as build_service
 from slipway.platform import config_vars
 from slipway.platform import releases as release_service
-from slipway.platform.errors import BadRequest
+from slipway.platform.errors import BadRequest, NotFound
 from slipway.platform.lifecycle import destroy_app, release_config_change
 from slipway.platform.models import App, Build, Release
-from slipway.web.api.common import bp, iso, json_body, page, page_args
+from slipway.web.api.common import MAX_DB_ID, bp, iso, json_body, page, page_args
 from slipway.web.app import db_session, settings
 from slipway.web.auth import current_user, require_token
 
@@ -247,4 +247,6 @@ def get_build(name: str, build_id: int):
     """
     session = db_session()
     app = app_service.get_app(session, current_user(), name)
+    if build_id > MAX_DB_ID:
+        raise NotFound(f"No build {build_id} for app {app.name}")
     return jsonify(build_json(build_service.get_build(session, app, build_id), with_log=True))

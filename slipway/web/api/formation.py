@@ -68,7 +68,7 @@ def patch_formation(name: str):
       tags: [processes]
       requestBody:
         required: true
-        content: {application/json: {schema: Formation}}
+        content: {application/json: {schema: FormationPatch}}
       responses:
         200: {description: The new formation, content: {application/json: {schema: Formation}}}
         400: BadRequest

@@ -40,8 +40,10 @@ class SlipwayPlugin(BasePlugin):
                 "in": "path",
                 "name": name,
                 "required": True,
-                "schema": {"type": "integer"} if isinstance(converter, IntegerConverter)
-                else {"type": "string"},
+                # Werkzeug's int converter matches no sign: negative ids never route.
+                "schema": {"type": "integer", "minimum": 0}
+                if isinstance(converter, IntegerConverter)
+                else schemas.PATH_PARAMETERS.get(name, {"type": "string"}),
             }
             for name, converter in rule._converters.items()
         ]

@@ -41,6 +41,19 @@ def page_of(name: str) -> dict:
     }]}
 
 
+# The rules of slipway.platform.validation, as JSON Schema patterns (ECMA 262), so
+# clients and test generators know what is accepted; tests/test_openapi.py checks
+# they agree with the validators.
+NAME_PATTERN = "^[a-z][a-z0-9-]{0,28}[a-z0-9]$"
+CONFIG_KEY_PATTERN = "^[A-Za-z_][A-Za-z0-9_]{0,255}$"
+ALIAS_PATTERN = "^[A-Z][A-Z0-9_]{0,49}$"
+# Stricter than the validator (which also takes IDNs and a trailing dot): ASCII
+# labels without "--", at least two of them, the last starting with a letter.
+HOSTNAME_PATTERN = "^([a-z0-9](-?[a-z0-9]){0,30}[.])+[a-z](-?[a-z0-9]){0,30}$"
+NAME = {"type": "string", "pattern": NAME_PATTERN,
+        "description": "2-30 characters: a lowercase letter, then lowercase letters, digits "
+                       "or dashes, not ending in a dash"}
+
 TIMESTAMP = {"type": "string", "format": "date-time"}
 NULLABLE_TIMESTAMP = _nullable("string", format="date-time")
 
@@ -66,9 +79,7 @@ SCHEMAS: dict[str, dict] = {
         "additionalProperties": False,
     },
     # --- apps, config, releases, builds -----------------------------------
-    "AppCreate": _object({"name": {
-        "type": "string", "description": "Lower-case letters, digits and dashes",
-    }}),
+    "AppCreate": _object({"name": NAME}, closed=False),
     "App": _object({
         "name": {"type": "string"},
         "owner": {"type": "string", "description": "The owner's email"},
@@ -84,8 +95,11 @@ SCHEMAS: dict[str, dict] = {
     },
     "ConfigPatch": {
         "type": "object",
-        "description": "KEY: value sets KEY, KEY: null unsets it",
-        "additionalProperties": _nullable("string"),
+        "description": "KEY: value sets KEY, KEY: null unsets it. Values are at most "
+                       "32 KiB of UTF-8; PORT is Slipway's own.",
+        "minProperties": 1,
+        "propertyNames": {"pattern": CONFIG_KEY_PATTERN, "not": {"const": "PORT"}},
+        "additionalProperties": _nullable("string", pattern="^[^\\u0000]*$"),
     },
     "Release": _object({
         "version": {"type": "integer", "minimum": 1},
@@ -124,6 +138,12 @@ SCHEMAS: dict[str, dict] = {
         "description": "Process type: number of containers",
         "additionalProperties": {"type": "integer", "minimum": 0},
     },
+    "FormationPatch": {
+        "type": "object",
+        "description": "Process type: new number of containers (up to SLIPWAY_MAX_SCALE)",
+        "minProperties": 1,
+        "additionalProperties": {"type": "integer", "minimum": 0},
+    },
     "Restart": _object({"type": _nullable(
         "string", description="Only this process type; all when absent")}, required=[],
         closed=False),
@@ -135,7 +155,10 @@ SCHEMAS: dict[str, dict] = {
         "description": "An argv, e.g. [\"python\", \"-V\"]: no shell",
     }}, closed=False),
     # --- domains and TLS -----------------------------------------------------
-    "DomainCreate": _object({"hostname": {"type": "string"}}, closed=False),
+    "DomainCreate": _object({"hostname": {
+        "type": "string", "pattern": HOSTNAME_PATTERN, "maxLength": 253,
+        "description": "e.g. www.example.com; internationalised names are accepted too",
+    }}, closed=False),
     "Domain": _object({
         "hostname": {"type": "string"},
         "custom": {"type": "boolean"},
@@ -155,13 +178,14 @@ SCHEMAS: dict[str, dict] = {
     # --- capsules ----------------------------------------------------------
     "CapsuleCreate": _object({
         "kind": {"enum": ["postgres", "redis"]},
-        "name": {"type": "string"},
+        "name": NAME,
     }, closed=False),
     "CapsuleDelete": _object({"confirm": {
         "type": "string", "description": "The capsule's name, typed back"}}, closed=False),
     "CapsuleAttach": _object({
-        "capsule": {"type": "string"},
-        "as": {"type": "string", "description": "Env prefix: AS_URL; from the kind by default"},
+        "capsule": NAME,
+        "as": {"type": "string", "pattern": ALIAS_PATTERN,
+               "description": "Env prefix: AS_URL; from the kind by default"},
     }, required=["capsule"], closed=False),
     "Capsule": _object({
         "name": {"type": "string"},
@@ -215,4 +239,12 @@ PARAMETERS: dict[str, dict] = {
               "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
     "offset": {"in": "query", "name": "offset", "required": False,
                "schema": {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0}},
+}
+
+# Path parameters by name (from the URL rules); names that break these rules name
+# nothing, so a client can check them before asking.
+PATH_PARAMETERS: dict[str, dict] = {
+    "name": NAME,
+    "capsule_name": NAME,
+    "hostname": {"type": "string", "pattern": HOSTNAME_PATTERN, "maxLength": 253},
 }
