@@ -11,8 +11,9 @@ from openapi_spec_validator import validate
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from slipway.platform import users
+from slipway.platform import users, validation
 from slipway.platform.db import session_scope
+from slipway.platform.errors import InvalidInput
 from slipway.web.api import schemas
 from slipway.web.api.openapi import build_spec
 from slipway.web.app import create_app
@@ -265,3 +266,33 @@ def test_schemathesis_finds_no_server_errors_and_only_declared_responses(app, ad
             check()
         tried.append(operation.definition.raw["operationId"])
     assert sorted(tried) == sorted(FUZZED)
+
+
+@pytest.mark.parametrize(("pattern", "validator", "samples"), [
+    (schemas.NAME_PATTERN, validation.app_name,
+     ["ab", "shop", "my-app-2", "a" * 30, "a" * 31, "a", "ab-", "-ab", "Ab", "a_b", "a b",
+      "shop\n", "2ab", "x;rm"]),
+    (schemas.CONFIG_KEY_PATTERN, validation.config_key,
+     ["KEY", "_x", "a1", "K" * 256, "K" * 257, "1A", "A-B", "", "A B", "KEY\n"]),
+    (schemas.ALIAS_PATTERN, validation.capsule_alias,
+     ["DATABASE", "D", "CACHE_2", "D" * 50, "D" * 51, "database", "_D", "2D", "D\n"]),
+])
+def test_schema_patterns_accept_only_what_the_validators_accept(pattern, validator, samples):
+    """The document's patterns are the validators' rules (as ECMA 262 regexes)."""
+    for sample in samples:
+        try:
+            validator(sample)
+            accepted = True
+        except InvalidInput:
+            accepted = False
+        # JSON Schema's "$" matches only at the very end; Python's also before a final \n.
+        matched = re.search(pattern.replace("$", r"\Z"), sample) is not None
+        assert matched == accepted, (pattern, sample)
+
+
+def test_the_hostname_pattern_is_stricter_than_the_domain_validator():
+    pattern = schemas.HOSTNAME_PATTERN.replace("$", r"\Z")
+    for host in ["www.example.com", "a.b", "x1.example", "a-b.c-d.io"]:
+        assert re.search(pattern, host) and validation.domain(host) == host
+    for host in ["example", "1.2.3.4", "*.example.com", "a--b.com", "-a.com", "a.com."]:
+        assert not re.search(pattern, host)
