@@ -9,10 +9,12 @@ bearer security and the 401 answer. Component schemas live in ``schemas.py``.
 
 from __future__ import annotations
 
+import re
+
 from apispec import APISpec, BasePlugin
 from apispec_webframeworks.flask import FlaskPlugin
 from flask import Flask, current_app, jsonify
-from werkzeug.routing import IntegerConverter, Rule
+from werkzeug.routing import Rule
 
 from slipway import __version__
 from slipway.web.api import schemas
@@ -21,6 +23,8 @@ from slipway.web.api.common import bp
 SECURITY_SCHEME = "bearerAuth"
 # Views reachable without a token: they get neither the security nor the 401.
 PUBLIC_ENDPOINTS = {"api.openapi_document"}
+# A URL rule's arguments: <name>, <int:build_id>, <path:hostname> -> (converter, name).
+RULE_ARGUMENT = re.compile(r"<(?:([a-z]+)(?:\([^)]*\))?:)?([A-Za-z_][A-Za-z0-9_]*)>")
 
 
 def _rule(app: Flask, view) -> Rule:
@@ -41,11 +45,10 @@ class SlipwayPlugin(BasePlugin):
                 "name": name,
                 "required": True,
                 # Werkzeug's int converter matches no sign: negative ids never route.
-                "schema": {"type": "integer", "minimum": 0}
-                if isinstance(converter, IntegerConverter)
+                "schema": {"type": "integer", "minimum": 0} if converter == "int"
                 else schemas.PATH_PARAMETERS.get(name, {"type": "string"}),
             }
-            for name, converter in rule._converters.items()
+            for converter, name in RULE_ARGUMENT.findall(rule.rule)
         ]
         for operation in (operations or {}).values():
             operation.setdefault("operationId", rule.endpoint.removeprefix("api."))
