@@ -120,3 +120,12 @@ def test_git_routes_need_a_token_and_a_real_app(client, tokens):
     response = client.post("/git/shop.git/slipway-build?commit=" + "a" * 40,
                            headers={"Authorization": "Bearer forged"})
     assert response.status_code == 401
+
+
+def test_a_build_id_beyond_any_row_is_404_not_a_database_overflow(client, tokens):
+    """Found by schemathesis: 2**63 reached SQLite (OverflowError) and PostgreSQL as a 500."""
+    client.post("/api/v1/apps", json={"name": "shop"}, headers=tokens["ada"])
+    for build_id in (2**31, 2**63):
+        response = client.get(f"/api/v1/apps/shop/builds/{build_id}", headers=tokens["ada"])
+        assert response.status_code == 404
+        assert response.json["error"]["message"] == f"No build {build_id} for app shop"

@@ -3,7 +3,14 @@
 One module per noun registers its routes on the shared blueprint.
 """
 
-from slipway.web.api import apps, capsules, domains, formation, logs  # noqa: F401 - registers the routes
+from slipway.web.api import (  # noqa: F401 - registers the routes
+    apps,
+    capsules,
+    domains,
+    formation,
+    logs,
+    openapi,
+)
 from slipway.web.api.common import bp
 
 __all__ = ["bp"]

@@ -44,6 +44,16 @@ def _object_body(what: str) -> dict:
 @bp.get("/capsules")
 @require_token
 def list_capsules():
+    """The user's capsules (an admin's: all), one page at a time.
+    ---
+    get:
+      summary: List capsules
+      tags: [capsules]
+      parameters: [limit, offset]
+      responses:
+        200: {description: A page of capsules, content: {application/json: {schema: CapsulePage}}}
+        400: BadRequest
+    """
     limit, offset = page_args()
     rows, total = capsule_service.list_capsules(
         db_session(), current_user(), limit=limit, offset=offset
@@ -54,6 +64,23 @@ def list_capsules():
 @bp.post("/capsules")
 @require_token
 def create_capsule():
+    """Create a managed database; it is provisioned in the background (202).
+    ---
+    post:
+      summary: Create a capsule
+      tags: [capsules]
+      requestBody:
+        required: true
+        content: {application/json: {schema: CapsuleCreate}}
+      responses:
+        202:
+          description: The capsule, provisioning
+          headers: {Location: {description: The capsule's URL in this API, schema: {type: string}}}
+          content: {application/json: {schema: Capsule}}
+        400: BadRequest
+        409: Conflict
+        422: InvalidInput
+    """
     body = _object_body("the capsule's kind and name")
     session = db_session()
     capsule = capsule_service.create_capsule(
@@ -70,12 +97,35 @@ def create_capsule():
 @bp.get("/capsules/<name>")
 @require_token
 def get_capsule(name: str):
+    """One capsule, with its connection URL and attachments.
+    ---
+    get:
+      summary: Show a capsule
+      tags: [capsules]
+      responses:
+        200: {description: The capsule, content: {application/json: {schema: Capsule}}}
+        404: NotFound
+    """
     return jsonify(capsule_json(capsule_service.get_capsule(db_session(), current_user(), name)))
 
 
 @bp.delete("/capsules/<name>")
 @require_token
 def delete_capsule(name: str):
+    """Destroy a capsule and its data; its name must be typed back as "confirm".
+    ---
+    delete:
+      summary: Destroy a capsule
+      tags: [capsules]
+      requestBody:
+        required: true
+        content: {application/json: {schema: CapsuleDelete}}
+      responses:
+        204: {description: The capsule and its data are gone}
+        400: BadRequest
+        404: NotFound
+        409: Conflict
+    """
     session = db_session()
     capsule = capsule_service.get_capsule(session, current_user(), name)
     body = json_body()
@@ -87,6 +137,27 @@ def delete_capsule(name: str):
 @bp.post("/apps/<name>/capsules")
 @require_token
 def attach_capsule(name: str):
+    """Attach a capsule to an app: its URL reaches the app as <AS>_URL.
+    ---
+    post:
+      summary: Attach a capsule to an app
+      tags: [capsules]
+      requestBody:
+        required: true
+        content: {application/json: {schema: CapsuleAttach}}
+      responses:
+        201:
+          description: The capsule, attached
+          headers:
+            Slipway-Release:
+              description: The release made for the change (a deployed app only), e.g. v4
+              schema: {type: string}
+          content: {application/json: {schema: Capsule}}
+        400: BadRequest
+        404: NotFound
+        409: Conflict
+        422: InvalidInput
+    """
     session = db_session()
     user = current_user()
     app = app_service.get_app(session, user, name)
@@ -106,6 +177,21 @@ def attach_capsule(name: str):
 @bp.delete("/apps/<name>/capsules/<capsule_name>")
 @require_token
 def detach_capsule(name: str, capsule_name: str):
+    """Detach a capsule from an app; the data stays.
+    ---
+    delete:
+      summary: Detach a capsule from an app
+      tags: [capsules]
+      responses:
+        200:
+          description: The capsule, detached
+          headers:
+            Slipway-Release:
+              description: The release made for the change (a deployed app only), e.g. v4
+              schema: {type: string}
+          content: {application/json: {schema: Capsule}}
+        404: NotFound
+    """
     session = db_session()
     user = current_user()
     app = app_service.get_app(session, user, name)
@@ -124,6 +210,15 @@ def backup_json(backup) -> dict:
 @bp.get("/capsules/<name>/backups")
 @require_token
 def list_backups(name: str):
+    """The capsule's backups.
+    ---
+    get:
+      summary: List a capsule's backups
+      tags: [capsules]
+      responses:
+        200: {description: The backups, content: {application/json: {schema: BackupList}}}
+        404: NotFound
+    """
     capsule = capsule_service.get_capsule(db_session(), current_user(), name)
     rows = capsule_backups.list_backups(settings(), capsule)
     return jsonify(items=[backup_json(b) for b in rows], total=len(rows))
@@ -132,6 +227,17 @@ def list_backups(name: str):
 @bp.post("/capsules/<name>/backups")
 @require_token
 def create_backup(name: str):
+    """Take a backup of the capsule now.
+    ---
+    post:
+      summary: Back a capsule up
+      tags: [capsules]
+      responses:
+        201: {description: The new backup, content: {application/json: {schema: Backup}}}
+        404: NotFound
+        409: Conflict
+        500: ServerError
+    """
     capsule = capsule_service.get_capsule(db_session(), current_user(), name)
     response = jsonify(backup_json(capsule_backups.take_backup(settings(), capsule)))
     response.status_code = 201
@@ -141,6 +247,22 @@ def create_backup(name: str):
 @bp.post("/capsules/<name>/restore")
 @require_token
 def restore_backup(name: str):
+    """Restore one of the capsule's backups into it, replacing its data.
+    ---
+    post:
+      summary: Restore a capsule from a backup
+      tags: [capsules]
+      requestBody:
+        required: true
+        content: {application/json: {schema: Restore}}
+      responses:
+        200: {description: The restored backup, content: {application/json: {schema: Restored}}}
+        400: BadRequest
+        404: NotFound
+        409: Conflict
+        422: InvalidInput
+        500: ServerError
+    """
     capsule = capsule_service.get_capsule(db_session(), current_user(), name)
     body = _object_body("the backup's name")
     backup = capsule_backups.check_name(body.get("backup"))

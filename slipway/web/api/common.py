@@ -11,6 +11,9 @@ from slipway.platform.errors import BadRequest
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_JSON_BYTES = 1024 * 1024
+# The largest id a row can have (PostgreSQL's INTEGER); a larger one in a URL names
+# nothing, and handing it to the database would overflow into a 500.
+MAX_DB_ID = 2**31 - 1
 
 
 def iso(moment: dt.datetime | None) -> str | None:

@@ -24,6 +24,15 @@ def _changed(app: App) -> None:
 @bp.get("/apps/<name>/domains")
 @require_token
 def list_domains(name: str):
+    """The app's default host, custom domains and TLS settings.
+    ---
+    get:
+      summary: List an app's domains
+      tags: [domains]
+      responses:
+        200: {description: The domains, content: {application/json: {schema: DomainList}}}
+        404: NotFound
+    """
     session = db_session()
     app = app_service.get_app(session, current_user(), name)
     rows = domain_service.list_domains(session, app)
@@ -38,6 +47,21 @@ def list_domains(name: str):
 @bp.post("/apps/<name>/domains")
 @require_token
 def add_domain(name: str):
+    """Route a custom domain to the app; its certificate is asked for in the background.
+    ---
+    post:
+      summary: Add a custom domain
+      tags: [domains]
+      requestBody:
+        required: true
+        content: {application/json: {schema: DomainCreate}}
+      responses:
+        201: {description: The new domain, content: {application/json: {schema: Domain}}}
+        400: BadRequest
+        404: NotFound
+        409: Conflict
+        422: InvalidInput
+    """
     body = json_body()
     if not isinstance(body, dict):
         raise BadRequest("Send a JSON object with the domain's hostname")
@@ -54,6 +78,16 @@ def add_domain(name: str):
 @bp.delete("/apps/<name>/domains/<path:hostname>")
 @require_token
 def remove_domain(name: str, hostname: str):
+    """Stop routing a custom domain to the app.
+    ---
+    delete:
+      summary: Remove a custom domain
+      tags: [domains]
+      responses:
+        204: {description: The domain is removed}
+        404: NotFound
+        422: InvalidInput
+    """
     session = db_session()
     app = app_service.get_app(session, current_user(), name)
     domain_service.remove_domain(session, app, hostname)
@@ -65,7 +99,17 @@ def remove_domain(name: str, hostname: str):
 @bp.post("/apps/<name>/domains/<path:hostname>/renew")
 @require_token
 def renew_domain(name: str, hostname: str):
-    """Get a new certificate now, whatever the current one's expiry (queued; 202)."""
+    """Get a new certificate now, whatever the current one's expiry (queued; 202).
+    ---
+    post:
+      summary: Renew a domain's certificate now
+      tags: [domains]
+      responses:
+        202: {description: Renewal is queued, content: {application/json: {schema: Domain}}}
+        404: NotFound
+        409: Conflict
+        422: InvalidInput
+    """
     session = db_session()
     app = app_service.get_app(session, current_user(), name)
     domain = domain_service.get_any_domain(session, app, hostname)
@@ -83,6 +127,20 @@ def renew_domain(name: str, hostname: str):
 @bp.patch("/apps/<name>/tls")
 @require_token
 def patch_tls(name: str):
+    """Turn HSTS on or off for the app, or back to the global default (null).
+    ---
+    patch:
+      summary: Change an app's TLS settings
+      tags: [domains]
+      requestBody:
+        required: true
+        content: {application/json: {schema: TlsPatch}}
+      responses:
+        200: {description: The resolved setting, content: {application/json: {schema: Tls}}}
+        400: BadRequest
+        404: NotFound
+        422: InvalidInput
+    """
     body = json_body()
     if not isinstance(body, dict) or set(body) - {"hsts"}:
         raise BadRequest('Send a JSON object like {"hsts": true}')

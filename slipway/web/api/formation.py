@@ -29,18 +29,53 @@ def _redis():
 @bp.get("/apps/<name>/ps")
 @require_token
 def list_processes(name: str):
+    """The app's containers as Docker reports them.
+    ---
+    get:
+      summary: List an app's process containers
+      tags: [processes]
+      responses:
+        200:
+          description: The containers, web first
+          content: {application/json: {schema: {type: array, items: Process}}}
+        404: NotFound
+    """
     return jsonify(ps.list_processes(db_session(), settings(), _app(name)))
 
 
 @bp.get("/apps/<name>/formation")
 @require_token
 def get_formation(name: str):
+    """How many containers of each process type the app runs.
+    ---
+    get:
+      summary: Show an app's formation
+      tags: [processes]
+      responses:
+        200: {description: Process type to count, content: {application/json: {schema: Formation}}}
+        404: NotFound
+    """
     return jsonify(formation_service.app_formation(db_session(), _app(name)))
 
 
 @bp.patch("/apps/<name>/formation")
 @require_token
 def patch_formation(name: str):
+    """Scale process types; new containers must be healthy before old ones go.
+    ---
+    patch:
+      summary: Scale process types
+      tags: [processes]
+      requestBody:
+        required: true
+        content: {application/json: {schema: FormationPatch}}
+      responses:
+        200: {description: The new formation, content: {application/json: {schema: Formation}}}
+        400: BadRequest
+        404: NotFound
+        422: InvalidInput
+        500: ServerError
+    """
     app = _app(name)
     body = json_body()
     result, retired = ps.scale(db_session(), settings(), _redis(), app, body)
@@ -51,6 +86,21 @@ def patch_formation(name: str):
 @bp.post("/apps/<name>/ps/restart")
 @require_token
 def restart_processes(name: str):
+    """Replace the app's containers (or one type's) with fresh ones.
+    ---
+    post:
+      summary: Restart processes
+      tags: [processes]
+      requestBody:
+        required: false
+        content: {application/json: {schema: Restart}}
+      responses:
+        200: {description: The formation, content: {application/json: {schema: Formation}}}
+        400: BadRequest
+        404: NotFound
+        422: InvalidInput
+        500: ServerError
+    """
     app = _app(name)
     body = request.get_json(silent=True) or {}
     if not isinstance(body, dict):
@@ -63,6 +113,21 @@ def restart_processes(name: str):
 @bp.post("/apps/<name>/rollback")
 @require_token
 def rollback(name: str):
+    """Deploy an earlier release's image and config again, as a new release.
+    ---
+    post:
+      summary: Roll back to an earlier release
+      tags: [releases]
+      requestBody:
+        required: false
+        content: {application/json: {schema: Rollback}}
+      responses:
+        201: {description: The new release, content: {application/json: {schema: Release}}}
+        400: BadRequest
+        404: NotFound
+        422: InvalidInput
+        500: ServerError
+    """
     app = _app(name)
     body = request.get_json(silent=True) or {}
     if not isinstance(body, dict):
@@ -78,7 +143,24 @@ def rollback(name: str):
 @bp.post("/apps/<name>/runs")
 @require_token
 def run(name: str):
-    """Stream a one-off command's output as text/plain, ending with the status line."""
+    """Stream a one-off command's output as text/plain, ending with the status line.
+    ---
+    post:
+      summary: Run a one-off command in a new container of the current release
+      tags: [processes]
+      requestBody:
+        required: true
+        content: {application/json: {schema: Run}}
+      responses:
+        200:
+          description: >-
+            The command's output as it comes, then a last line of U+001E (record
+            separator), "slipway-status:" and the command's exit status
+          content: {text/plain: {schema: {type: string}}}
+        400: BadRequest
+        404: NotFound
+        422: InvalidInput
+    """
     app = _app(name)
     body = json_body()
     if not isinstance(body, dict):

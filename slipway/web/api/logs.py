@@ -25,6 +25,27 @@ def tail_arg(default: int = 100) -> int:
 @bp.get("/apps/<name>/logs")
 @require_token
 def app_logs(name: str):
+    """The app's containers' log lines, as text; with follow=1 the stream stays open.
+    ---
+    get:
+      summary: Show (or follow) an app's logs
+      tags: [processes]
+      parameters:
+        - in: query
+          name: tail
+          description: How many recent lines to start with (at most SLIPWAY_LOG_TAIL_MAX)
+          schema: {type: integer, minimum: 0, default: 100}
+        - in: query
+          name: follow
+          description: 1 or true keeps the stream open for new lines
+          schema: {type: string, default: "0"}
+      responses:
+        200:
+          description: One log line per text line
+          content: {text/plain: {schema: {type: string}}}
+        400: BadRequest
+        404: NotFound
+    """
     s = settings()
     app = app_service.get_app(db_session(), current_user(), name)
     tail = tail_arg()
