@@ -7,18 +7,9 @@ from flask import jsonify
 from slipway.platform import apps as app_service
 from slipway.platform import domains as domain_service
 from slipway.platform.errors import BadRequest, Conflict, InvalidInput
-from slipway.platform.models import App
 from slipway.web.api.common import bp, json_body
 from slipway.web.app import db_session, settings
 from slipway.web.auth import current_user, require_token
-
-
-def _changed(app: App) -> None:
-    # Only a deployed app has a route to change; others pick domains up at deploy.
-    if app.current_release_id is not None:
-        from slipway.platform import tasks
-
-        tasks.domains_changed.delay()
 
 
 @bp.get("/apps/<name>/domains")
@@ -69,7 +60,7 @@ def add_domain(name: str):
     app = app_service.get_app(session, current_user(), name)
     domain = domain_service.add_domain(session, settings(), app, body.get("hostname"))
     session.commit()
-    _changed(app)
+    domain_service.publish_change(app)
     response = jsonify(domain_service.domain_dict(domain))
     response.status_code = 201
     return response
@@ -92,7 +83,7 @@ def remove_domain(name: str, hostname: str):
     app = app_service.get_app(session, current_user(), name)
     domain_service.remove_domain(session, app, hostname)
     session.commit()
-    _changed(app)
+    domain_service.publish_change(app)
     return "", 204
 
 
@@ -152,5 +143,5 @@ def patch_tls(name: str):
     app = app_service.get_app(session, current_user(), name)
     domain_service.set_hsts(session, app, hsts)
     session.commit()
-    _changed(app)
+    domain_service.publish_change(app)
     return jsonify(hsts=domain_service.hsts_enabled(session, settings(), app))
