@@ -109,4 +109,5 @@ def _headers(response):
     return response
 
 
+import slipway.web.dashboard.formation  # noqa: E402,F401 - the Processes tab
 from slipway.web.dashboard import views  # noqa: E402,F401 - registers the pages
