@@ -276,3 +276,28 @@ def test_revoked_token_is_refused_by_the_api(page_, stack):
     refused = requests.get(api, headers={"Authorization": f"Bearer {new}"})
     assert refused.status_code == 401
     assert refused.json()["error"]["message"] == "Invalid API token"
+
+
+def test_scale_and_roll_back_in_the_processes_tab(page_, stack):
+    """Runs after test_create_push_configure_and_watch_logs: webby has v1 and v2 (GREETING)."""
+    page = page_
+    page.goto("/apps/webby/formation")
+    assert page.locator("#processes td[data-label=Type]", has_text="web").count() == 1
+    # A bad count is refused in the form and nothing changes.
+    page.fill("input[name='scale:web']", "11")
+    page.click("button:text-is('Scale')")
+    assert page.inner_text("#formation-error") == "Scale of web is above the limit of 10"
+    page.fill("input[name='scale:web']", "2")
+    page.click("button:text-is('Scale')")
+    page.locator(".flash", has_text="Scaled: web=2").wait_for(timeout=120_000)
+    running_web = page.locator("#processes tr", has=page.locator("td[data-label=Type]",
+                                                                 has_text="web"))
+    assert running_web.filter(has_text="running").count() == 2
+    shoot(page, "formation")
+
+    assert stack.fetch("webby", "/env/GREETING").text == "hi<i>there</i>"
+    page.click("button:text-is('Roll back to v1')")
+    page.locator("#release-progress").filter(has_text="v3 is live").wait_for(timeout=120_000)
+    assert "Rolled back: Rollback to v1 as v3" in page.inner_text(".flash")
+    wait_for(lambda: stack.fetch("webby", "/env/GREETING").text == "<unset>",
+             timeout=30, interval=0.5, message="v1's config served after the rollback")

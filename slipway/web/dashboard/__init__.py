@@ -109,4 +109,9 @@ def _headers(response):
     return response
 
 
-from slipway.web.dashboard import capsules, domains, views  # noqa: E402,F401 - register pages
+from slipway.web.dashboard import (  # noqa: E402,F401 - register the pages
+    capsules,
+    domains,
+    formation,
+    views,
+)
