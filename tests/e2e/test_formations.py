@@ -18,7 +18,7 @@ import requests
 
 from tests.e2e.stack import Stack
 from tests.e2e.test_push_to_deploy import commit, python_image_available
-from tests.support import wait_for
+from tests.support import TEST_LABEL, TEST_RUN, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -111,7 +111,8 @@ def timed_slipway(stack: Stack, what: str, *args: str, **kwargs):
 def containers(process: str) -> list:
     client = docker.from_env()
     return client.containers.list(filters={"label": [f"slipway.app={APP}",
-                                                     f"slipway.process={process}"]})
+                                                     f"slipway.process={process}",
+                                                     f"{TEST_LABEL}={TEST_RUN}"]})
 
 
 @pytest.fixture(scope="module")

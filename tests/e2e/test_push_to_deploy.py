@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.e2e.stack import Stack
-from tests.support import wait_for
+from tests.support import TEST_LABEL, TEST_RUN, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -175,4 +175,5 @@ def test_destroying_an_app_removes_it(stack, deployed):
     wait_for(lambda: stack.fetch("hello").status_code == 404, timeout=10,
              message="the route to go")
     client = docker.from_env()
-    assert client.containers.list(all=True, filters={"label": "slipway.app=hello"}) == []
+    mine = {"label": ["slipway.app=hello", f"{TEST_LABEL}={TEST_RUN}"]}
+    assert client.containers.list(all=True, filters=mine) == []
