@@ -4,21 +4,49 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import docker
+import pytest
 import requests
 
 from slipway.router.controller import Nginx
 from tests.support import TEST_LABEL, TEST_RUN, free_port, wait_for
 
 
+def base_image_available(language: str) -> bool:
+    """Whether Docker has a base image for ``language`` (official or bootstrapped)."""
+    # The low-level list: the high-level one inspects each image, and fails when another
+    # test run on the same engine removes one meanwhile.
+    images = docker.from_env().api.images()
+    prefixes = (f"slipway/{language}:", f"{language}:")
+    return any(tag.startswith(prefixes) for image in images for tag in image.get("RepoTags") or [])
+
+
 class Stack:
+    @classmethod
+    def temporary(cls, prefix: str = "slipway-e2e-", language: str = "python") -> Stack:
+        """A stack in a new directory that ``stop()`` removes.
+
+        Not under pytest's tmp_path: its 0700 parents keep nginx's workers out of the
+        state directory. Fails the test when Docker has no base image to build with.
+        """
+        if not base_image_available(language):
+            pytest.fail(f"No {language} base image: run ./install.sh (it bootstraps them)")
+        root = Path(tempfile.mkdtemp(prefix=prefix))
+        root.chmod(0o755)
+        stack = cls(root)
+        stack.owns_root = True
+        return stack
+
     def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
         self.root = root
+        self.owns_root = False
         self.home = root / "home"
         self.user_home = root / "user"
         self.user_home.mkdir(parents=True, exist_ok=True)
@@ -81,6 +109,8 @@ class Stack:
         # nginx daemonises out of the process group: stop it by its pid file too.
         Nginx(self.home / "router", self.http_port).stop()
         cleanup_docker()
+        if self.owns_root:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def slipway(self, *args: str, input: str | None = None, cwd: Path | None = None,
                 check: bool = True) -> subprocess.CompletedProcess:

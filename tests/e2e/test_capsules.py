@@ -7,10 +7,7 @@ app's environment, and check that another user sees none of it.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import textwrap
-from pathlib import Path
 
 import docker
 import psycopg
@@ -19,7 +16,7 @@ import redis
 import requests
 
 from tests.e2e.stack import Stack
-from tests.e2e.test_push_to_deploy import commit, python_image_available
+from tests.e2e.test_push_to_deploy import commit
 from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -59,18 +56,12 @@ APP_PY = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def stack():
-    if not python_image_available():
-        pytest.fail("No Python base image: run ./install.sh (it bootstraps slipway/python)")
-    # Not under pytest's tmp (0700 parents): nginx's workers must reach the state dir.
-    root = Path(tempfile.mkdtemp(prefix="slipway-e2e-"))
-    root.chmod(0o755)
-    stack = Stack(root)
+    stack = Stack.temporary()
     try:
         stack.start()
         yield stack
     finally:
         stack.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 import textwrap
 import time
 from pathlib import Path
 
-import docker
 import pytest
 import requests
 
@@ -49,30 +47,17 @@ APP_PY = textwrap.dedent('''
 ''')
 
 
-def python_image_available() -> bool:
-    # The low-level list: the high-level one inspects each image, and fails when another
-    # test run on the same engine removes one meanwhile.
-    images = docker.from_env().api.images()
-    return any(tag.startswith(("slipway/python:", "python:"))
-               for image in images for tag in image.get("RepoTags") or [])
-
-
 @pytest.fixture(scope="module")
 def stack():
-    if not python_image_available():
-        pytest.fail("No Python base image: run ./install.sh (it bootstraps slipway/python)")
-    root = Path(tempfile.mkdtemp(prefix="slipway-e2e-"))
-    root.chmod(0o755)
-    stack = Stack(root)
+    stack = Stack.temporary()
     try:
         stack.start()
         yield stack
     finally:
-        stack.stop()
         SHOTS.parent.mkdir(parents=True, exist_ok=True)
         if stack.log.exists():  # kept for a person to read when a test failed
             shutil.copy(stack.log, SHOTS.parent / "dashboard-e2e-slipway-up.log")
-        shutil.rmtree(root, ignore_errors=True)
+        stack.stop()
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ Real parts: `slipway up`, the Docker engine, nginx, git over smart HTTP.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import textwrap
 import threading
 import time
@@ -17,7 +15,7 @@ import pytest
 import requests
 
 from tests.e2e.stack import Stack
-from tests.e2e.test_push_to_deploy import commit, python_image_available
+from tests.e2e.test_push_to_deploy import commit
 from tests.support import TEST_LABEL, TEST_RUN, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -63,11 +61,7 @@ RELEASE_PY = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def stack():
-    if not python_image_available():
-        pytest.fail("No Python base image: run ./install.sh (it bootstraps slipway/python)")
-    root = Path(tempfile.mkdtemp(prefix="slipway-e2e-"))
-    root.chmod(0o755)
-    stack = Stack(root)
+    stack = Stack.temporary()
     # Keep one release's image beyond the current and previous: pruning shows in a few pushes.
     stack.env["SLIPWAY_KEEP_RELEASES"] = "1"
     try:
@@ -75,7 +69,6 @@ def stack():
         yield stack
     finally:
         stack.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def write_app(repo: Path, text: str, *, release_exit: int = 0, worker: bool = True) -> None:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
-import docker
 import pytest
 
 from tests.e2e.stack import Stack
@@ -22,20 +20,9 @@ pytestmark = pytest.mark.e2e
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
-def node_image_available() -> bool:
-    client = docker.from_env()
-    return any(tag.startswith(("slipway/node:", "node:"))
-               for image in client.images.list() for tag in image.tags)
-
-
 @pytest.fixture(scope="module")
 def stack():
-    if not node_image_available():
-        pytest.fail("No Node.js base image: run ./install.sh (it bootstraps slipway/node)")
-    # Not under pytest's tmp (0700 parents): nginx's workers must reach the state dir.
-    root = Path(tempfile.mkdtemp(prefix="slipway-e2e-node-"))
-    root.chmod(0o755)
-    stack = Stack(root)
+    stack = Stack.temporary(prefix="slipway-e2e-node-", language="node")
     try:
         stack.start()
         token = stack.slipway("users:create", "node@example.com").stdout.strip()
@@ -43,7 +30,6 @@ def stack():
         yield stack
     finally:
         stack.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def commit(stack: Stack, repo: Path, message: str) -> None:

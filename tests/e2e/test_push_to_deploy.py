@@ -7,7 +7,6 @@ redis-server), the Docker engine, git over smart HTTP.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -39,28 +38,14 @@ APP_PY = textwrap.dedent('''
 ''')
 
 
-def python_image_available() -> bool:
-    client = docker.from_env()
-    # The low-level list: images.list() inspects each image, and fails when another
-    # test run removes one in between.
-    return any(tag.startswith(("slipway/python:", "python:"))
-               for image in client.api.images() for tag in image.get("RepoTags") or [])
-
-
 @pytest.fixture(scope="module")
 def stack():
-    if not python_image_available():
-        pytest.fail("No Python base image: run ./install.sh (it bootstraps slipway/python)")
-    # Not under pytest's tmp (0700 parents): nginx's workers must reach the state dir.
-    root = Path(tempfile.mkdtemp(prefix="slipway-e2e-"))
-    root.chmod(0o755)
-    stack = Stack(root)
+    stack = Stack.temporary()
     try:
         stack.start()
         yield stack
     finally:
         stack.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

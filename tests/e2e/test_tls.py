@@ -28,7 +28,7 @@ from slipway.router.controller import Nginx
 from slipway.router.routes import HostCertificate, Route, RouteTable
 from tests.e2e.pebble import Pebble
 from tests.e2e.stack import Stack
-from tests.e2e.test_push_to_deploy import commit, python_image_available, write_app
+from tests.e2e.test_push_to_deploy import commit, write_app
 from tests.e2e.test_router import Upstream
 from tests.support import free_port, wait_for
 
@@ -189,13 +189,9 @@ DOMAIN = "apps.example.test"
 
 @pytest.fixture(scope="module")
 def acme_stack() -> Iterator[tuple[Stack, Pebble, str]]:
-    if not python_image_available():
-        pytest.fail("No Python base image: run ./install.sh (it bootstraps slipway/python)")
-    root = Path(tempfile.mkdtemp(prefix="slipway-e2e-tls-"))
-    root.chmod(0o755)
-    stack = Stack(root)
-    (root / "pebble").mkdir()
-    pebble = Pebble(root / "pebble", stack.http_port)
+    stack = Stack.temporary(prefix="slipway-e2e-tls-")
+    (stack.root / "pebble").mkdir()
+    pebble = Pebble(stack.root / "pebble", stack.http_port)
     stack.env.update({
         "SLIPWAY_TLS": "acme",
         "SLIPWAY_DOMAIN": DOMAIN,
@@ -213,12 +209,11 @@ def acme_stack() -> Iterator[tuple[Stack, Pebble, str]]:
         stack.slipway("login", "--api-url", stack.api_url, "--token", token)
         yield stack, pebble, token
     finally:
-        stack.stop()
-        pebble.stop()
         # Keep the logs of the last run where a failure can be read.
         with contextlib.suppress(OSError):
             shutil.copy(stack.log, Path(tempfile.gettempdir()) / "slipway-e2e-tls-last.log")
-        shutil.rmtree(root, ignore_errors=True)
+        stack.stop()
+        pebble.stop()
 
 
 def domain_status(stack: Stack, token: str, app: str) -> dict[str, dict]:
