@@ -183,9 +183,11 @@ def _from_problem(exc: messages.Error, host: str) -> AcmeFailure:
         wait = f"; retry after {retry:g} s" if retry is not None else ""
         return AcmeFailure("rate_limited", f"rate limited by the ACME server: {detail}{wait}",
                            retry_after=retry)
-    if code in ("rejectedIdentifier", "unsupportedIdentifier", "caa", "malformed", "dns"):
+    if code in ("rejectedIdentifier", "unsupportedIdentifier", "caa", "malformed"):
         return AcmeFailure("rejected", f"the ACME server rejected {host}: {detail}")
-    if code in ("connection", "unauthorized", "incorrectResponse", "tls"):
+    # A failed DNS lookup happens while the CA validates: the challenge failed, and
+    # may pass later (a slow resolver, a record still propagating).
+    if code in ("connection", "unauthorized", "incorrectResponse", "tls", "dns"):
         return AcmeFailure("challenge_failed", f"the HTTP-01 challenge for {host} failed: "
                                                f"{detail}")
     return AcmeFailure("error", f"ACME error for {host} ({code or 'unknown'}): {detail}")
