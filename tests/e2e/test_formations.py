@@ -5,9 +5,11 @@ Real parts: `slipway up`, the Docker engine, nginx, git over smart HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -156,8 +158,9 @@ def test_scaling_web_balances_over_two_containers(stack, repo):
     assert {c.id[:12] for c in containers("web")} == hosts
 
 
-def test_restart_replaces_containers_while_serving(stack, repo):
-    before = {c.id for c in containers("web")}
+@contextlib.contextmanager
+def steady_requests(stack: Stack) -> Iterator[list[int]]:
+    """Fetch the app in a loop while the block runs; yields the statuses (0: no answer)."""
     statuses: list[int] = []
     done = threading.Event()
 
@@ -171,15 +174,21 @@ def test_restart_replaces_containers_while_serving(stack, repo):
     thread = threading.Thread(target=hammer)
     thread.start()
     try:
+        yield statuses
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_restart_replaces_containers_while_serving(stack, repo):
+    before = {c.id for c in containers("web")}
+    with steady_requests(stack) as statuses:
         out = timed_slipway(stack, "ps:restart web (2 containers)",
                             "ps:restart", "--app", APP, "web").stdout
         assert out.strip() == f"Restarted web processes of {APP}"
         wait_for(lambda: len(containers("web")) == 2
                  and {c.id for c in containers("web")}.isdisjoint(before),
                  timeout=30, message="the old web containers to be retired")
-    finally:
-        done.set()
-        thread.join()
     assert statuses and set(statuses) == {200}, sorted(set(statuses))
     print(f"MEASURED requests during ps:restart: {len(statuses)}, all 200")
 
@@ -252,27 +261,12 @@ def test_a_process_type_removed_from_the_procfile_stops(stack, repo):
 
 
 def test_scaling_down_drops_no_request(stack, repo):
-    statuses: list[int] = []
-    done = threading.Event()
-
-    def hammer() -> None:
-        while not done.is_set():
-            try:
-                statuses.append(stack.fetch(APP).status_code)
-            except requests.RequestException:
-                statuses.append(0)
-
-    thread = threading.Thread(target=hammer)
-    thread.start()
-    try:
+    with steady_requests(stack) as statuses:
         out = timed_slipway(stack, "ps:scale web=1 (scale down)",
                             "ps:scale", "--app", APP, "web=1").stdout
         assert out.strip() == f"Scaled {APP} to web=1"
         wait_for(lambda: len(containers("web")) == 1, timeout=30,
                  message="the surplus web container to be retired")
-    finally:
-        done.set()
-        thread.join()
     assert statuses and set(statuses) == {200}, sorted(set(statuses))
 
 
