@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,6 +42,28 @@ def wait_for(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.
                 return result
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {message}: {last_error!r}")
+
+
+@contextlib.contextmanager
+def steady_requests(fetch: Callable[[], T]) -> Iterator[list[T]]:
+    """Call ``fetch`` in a loop on another thread while the block runs.
+
+    Yields the list its results are appended to, complete once the block ends.
+    """
+    results: list[T] = []
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.is_set():
+            results.append(fetch())
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        yield results
+    finally:
+        done.set()
+        thread.join(30)
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:

@@ -5,11 +5,8 @@ Real parts: `slipway up`, the Docker engine, nginx, git over smart HTTP.
 
 from __future__ import annotations
 
-import contextlib
 import textwrap
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -18,7 +15,7 @@ import requests
 
 from tests.e2e.stack import Stack
 from tests.e2e.test_push_to_deploy import commit
-from tests.support import TEST_LABEL, TEST_RUN, wait_for
+from tests.support import TEST_LABEL, TEST_RUN, steady_requests, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -158,31 +155,17 @@ def test_scaling_web_balances_over_two_containers(stack, repo):
     assert {c.id[:12] for c in containers("web")} == hosts
 
 
-@contextlib.contextmanager
-def steady_requests(stack: Stack) -> Iterator[list[int]]:
-    """Fetch the app in a loop while the block runs; yields the statuses (0: no answer)."""
-    statuses: list[int] = []
-    done = threading.Event()
-
-    def hammer() -> None:
-        while not done.is_set():
-            try:
-                statuses.append(stack.fetch(APP).status_code)
-            except requests.RequestException:
-                statuses.append(0)
-
-    thread = threading.Thread(target=hammer)
-    thread.start()
+def app_status(stack: Stack) -> int:
+    """The app's HTTP status through the router; 0 when nothing answered."""
     try:
-        yield statuses
-    finally:
-        done.set()
-        thread.join()
+        return stack.fetch(APP).status_code
+    except requests.RequestException:
+        return 0
 
 
 def test_restart_replaces_containers_while_serving(stack, repo):
     before = {c.id for c in containers("web")}
-    with steady_requests(stack) as statuses:
+    with steady_requests(lambda: app_status(stack)) as statuses:
         out = timed_slipway(stack, "ps:restart web (2 containers)",
                             "ps:restart", "--app", APP, "web").stdout
         assert out.strip() == f"Restarted web processes of {APP}"
@@ -261,7 +244,7 @@ def test_a_process_type_removed_from_the_procfile_stops(stack, repo):
 
 
 def test_scaling_down_drops_no_request(stack, repo):
-    with steady_requests(stack) as statuses:
+    with steady_requests(lambda: app_status(stack)) as statuses:
         out = timed_slipway(stack, "ps:scale web=1 (scale down)",
                             "ps:scale", "--app", APP, "web=1").stdout
         assert out.strip() == f"Scaled {APP} to web=1"

@@ -12,7 +12,6 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ from tests.e2e.pebble import Pebble
 from tests.e2e.stack import Stack
 from tests.e2e.test_push_to_deploy import commit, write_app
 from tests.e2e.test_router import Upstream
-from tests.support import free_port, wait_for
+from tests.support import free_port, steady_requests, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -131,31 +130,16 @@ def test_router_gets_a_certificate_redirects_and_renews_without_failures(edge, r
 
     # Renewal: a new certificate replaces the old one under a steady stream of requests.
     before = served_serial(host, nginx.https_port, ca)
-    failures: list[str] = []
-    count = 0
-    stop = threading.Event()
-
-    def hammer() -> None:
-        nonlocal count
-        while not stop.is_set():
-            r = https_get(host, nginx.https_port, ca)
-            count += 1
-            if r.returncode != 0 or not r.stdout.endswith("\n200"):
-                failures.append(r.stderr or r.stdout[-200:])
-
-    thread = threading.Thread(target=hammer)
-    thread.start()
-    try:
+    with steady_requests(lambda: https_get(host, nginx.https_port, ca)) as answers:
         time.sleep(0.5)
         _obtain(nginx, pebble, store, host)
         nginx.apply(RouteTable(3, (Route("shop", (host,), (upstream.address,),
                                          certificates=(cert,)),)))
         time.sleep(0.5)
-    finally:
-        stop.set()
-        thread.join(30)
+    failures = [r.stderr or r.stdout[-200:] for r in answers
+                if r.returncode != 0 or not r.stdout.endswith("\n200")]
     assert failures == []
-    assert count > 5
+    assert len(answers) > 5
     assert served_serial(host, nginx.https_port, ca) != before
 
 
@@ -266,32 +250,17 @@ def test_deployed_app_gets_a_certificate_and_custom_domains_too(acme_stack, tmp_
     # A forced renewal: a new certificate is served, and a steady stream of HTTPS
     # requests sees no failure while it happens.
     before = served_serial(host, stack.https_port, ca)
-    failures: list[str] = []
-    count = 0
-    stop = threading.Event()
-
-    def hammer() -> None:
-        nonlocal count
-        while not stop.is_set():
-            r = https_get(host, stack.https_port, ca)
-            count += 1
-            if r.returncode != 0 or r.stdout != "Hello over TLS\n\n200":
-                failures.append(r.stderr or r.stdout[-200:])
-
-    thread = threading.Thread(target=hammer)
-    thread.start()
-    try:
+    with steady_requests(lambda: https_get(host, stack.https_port, ca)) as answers:
         out = stack.slipway("domains:renew", "--app", "secure", host).stdout
         assert out == (f"Renewing the certificate of {host}; `slipway domains` shows its "
                        "status\n")
         wait_for(lambda: served_serial(host, stack.https_port, ca) != before, timeout=120,
                  message="the renewed certificate to be served")
         time.sleep(0.5)
-    finally:
-        stop.set()
-        thread.join(30)
+    failures = [r.stderr or r.stdout[-200:] for r in answers
+                if r.returncode != 0 or r.stdout != "Hello over TLS\n\n200"]
     assert failures == []
-    assert count > 5
+    assert len(answers) > 5
     assert domain_status(stack, token, "secure")[host]["status"] == "issued"
 
     stack.slipway("domains:remove", "--app", "secure", "www.shop.example")
