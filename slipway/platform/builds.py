@@ -13,12 +13,13 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from slipway.builder.appjson import read_healthchecks
 from slipway.builder.build import build_image
 from slipway.builder.detect import detect
 from slipway.builder.images import resolve_base_image
 from slipway.builder.plan import BuildError
 from slipway.config import Settings
-from slipway.platform import runtime
+from slipway.platform import healthchecks, runtime
 from slipway.platform.apps import app_url
 from slipway.platform.config_vars import get_config
 from slipway.platform.db import paginate, session_scope
@@ -116,9 +117,10 @@ def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> l
             started = time.monotonic()
             extract_source(source_archive(settings, build_id), workdir)
             plan = detect(workdir)
+            declared_checks, check_notes = read_healthchecks(workdir)
             client = runtime.docker_client()
             log.step(f"{STACK_NAMES.get(plan.stack, plan.stack)} app detected")
-            for note in plan.notes:
+            for note in (*plan.notes, *check_notes):
                 log(f"       {note}")
             base_image = None
             if plan.stack in ("python", "node"):
@@ -150,6 +152,7 @@ def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> l
                 config=get_config(secret_key, app),
                 processes=plan.processes,
                 port=runtime.exposed_port(client, image_id) or DEFAULT_PORT,
+                healthchecks=healthchecks.resolve(settings, declared_checks),
                 description=f"Deploy {build.commit[:8]}",
                 build_id=build.id,
                 user_id=build.user_id,
@@ -183,5 +186,7 @@ def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> l
 def _failed(build: Build, log: LogWriter, message: str) -> None:
     build.status = BuildStatus.FAILED
     build.error = message
-    log(f" !     {message}".rstrip())
+    # Each line of a multi-line message (a container's last output) is its own log line.
+    for line in message.splitlines() or [""]:
+        log(f" !     {line}".rstrip())
     log(" !     Push rejected: the running release keeps serving")

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-from slipway.platform import capsules, formation, routing, runtime
+from slipway.platform import capsules, formation, healthchecks, routing, runtime
 from slipway.platform.errors import DeployFailed
 from slipway.platform.models import App, Release, ReleaseStatus
 from slipway.platform.releases import release_config
@@ -57,7 +57,8 @@ def start_processes(
     client: docker.DockerClient, settings: Settings, release: Release, env: dict[str, str],
     counts: Mapping[str, int], networks: Sequence[str] = (),
 ) -> tuple[list[str], dict[str, float]]:
-    """Start ``counts`` containers per process type; wait until every new web one answers.
+    """Start ``counts`` containers per process type; wait until every new web one passes
+    the release's health checks.
 
     Returns the new container ids and phase timings. Raises DeployFailed after
     removing every container it started, so a failure leaves nothing behind.
@@ -75,15 +76,15 @@ def start_processes(
                 if ptype == "web":
                     web.append((container_id, host_port))
         timings["start"] = time.monotonic() - started_at
-        health = 0.0
+        checks = healthchecks.web_checks(settings, release.healthchecks)
         # Containers boot in parallel; checking them one after the other costs little more.
         for container_id, host_port in web:
             if host_port is None:
                 raise DeployFailed("The web container has no published port")
-            health = max(health, runtime.wait_healthy(
-                client, container_id, host_port,
-                timeout=settings.health_timeout, interval=settings.health_interval,
-            ))
+            for check in checks:
+                runtime.wait_healthy(client, container_id, host_port, check,
+                                     timeout=settings.health_timeout,
+                                     interval=settings.health_interval)
         timings["health"] = time.monotonic() - started_at - timings["start"]
     except DeployFailed:
         for container_id in new:

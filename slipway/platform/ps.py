@@ -184,7 +184,7 @@ def rollback(
         release = releases.create_release(
             session, secret_key, app,
             image=target.image, config=releases.release_config(secret_key, target),
-            processes=target.processes, port=target.port,
+            processes=target.processes, port=target.port, healthchecks=target.healthchecks,
             description=f"Rollback to v{target_version}", user_id=user.id,
         )
         session.commit()

@@ -17,6 +17,7 @@ import docker
 from docker.errors import APIError, DockerException, NotFound
 
 from slipway.platform.errors import DeployFailed
+from slipway.platform.healthchecks import HealthCheck
 
 LABEL_INSTANCE = "slipway.instance"
 LABEL_APP = "slipway.app"
@@ -138,41 +139,83 @@ def start(
 
 
 def wait_healthy(
-    client: docker.DockerClient, container_id: str, host_port: int, *, timeout: float,
-    interval: float,
+    client: docker.DockerClient, container_id: str, host_port: int, check: HealthCheck, *,
+    timeout: float, interval: float,
 ) -> float:
-    """Wait until the app answers HTTP on its port; returns seconds taken.
+    """Wait until the app passes ``check`` on its port; returns seconds taken.
 
-    Raises DeployFailed with the container's last log lines when it exits or does
-    not answer within ``timeout``.
+    Until the app accepts connections it is booting: polled every ``interval``
+    for up to ``timeout`` seconds. Once it answers, each answer that fails the
+    check counts as one of ``check.attempts``, ``check.wait`` seconds apart.
+    Raises DeployFailed, with the container's last log lines, when it exits,
+    never accepts connections, or uses up its attempts.
     """
     started = time.monotonic()
-    deadline = started + timeout
-    checks = 0
-    while time.monotonic() < deadline:
-        if _answers_http(host_port):
+    if check.initial_delay:
+        time.sleep(check.initial_delay)
+    deadline = time.monotonic() + timeout
+    polls = failures = 0
+    while True:
+        listening, reason = probe(host_port, check)
+        if listening and reason is None:
             return time.monotonic() - started
-        checks += 1
-        if checks % 10 == 0 and _status(client, container_id) not in ("running", "created"):
-            raise DeployFailed("The web process exited before answering HTTP:\n"
-                               + last_logs(client, container_id))
-        time.sleep(interval)
-    raise DeployFailed(
-        f"The web process did not answer HTTP on $PORT within {timeout:g} s:\n"
-        + last_logs(client, container_id)
-    )
+        if listening:
+            failures += 1
+            if failures >= check.attempts:
+                raise DeployFailed(
+                    f"Health check {check.describe()} failed {failures} time(s), last: "
+                    f"{reason}\n" + _logs_note(client, container_id))
+            wait = check.wait
+        else:
+            if time.monotonic() >= deadline:
+                raise DeployFailed(
+                    f"The web process did not answer HTTP on $PORT within {timeout:g} s\n"
+                    + _logs_note(client, container_id))
+            wait = interval
+        polls += 1
+        if (not listening and polls % 10 == 0 or listening) \
+                and _status(client, container_id) not in ("running", "created"):
+            raise DeployFailed("The web process exited before passing its health check\n"
+                               + _logs_note(client, container_id))
+        time.sleep(wait)
 
 
-def _answers_http(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+# Enough of a body to find a check's content in; more is not read.
+_MAX_CHECK_BODY = 1024 * 1024
+
+
+def probe(port: int, check: HealthCheck) -> tuple[bool, str | None]:
+    """One request of ``check`` to 127.0.0.1:``port``.
+
+    Returns (False, None) when nothing accepts the connection (still booting),
+    (True, None) for a pass, and (True, reason) for an answer that fails it.
+    """
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=check.timeout)
     try:
-        conn.request("GET", "/", headers={"User-Agent": "slipway-healthcheck"})
-        conn.getresponse().read()
-        return True
-    except (OSError, http.client.HTTPException):
-        return False
+        try:
+            conn.connect()
+        except OSError:
+            return False, None
+        try:
+            conn.request("GET", check.path, headers={"User-Agent": "slipway-healthcheck"})
+            response = conn.getresponse()
+            body = response.read(_MAX_CHECK_BODY)
+        except TimeoutError:
+            return True, f"no answer within {check.timeout:g} s"
+        except (OSError, http.client.HTTPException) as exc:
+            return True, f"the connection failed ({type(exc).__name__})"
     finally:
         conn.close()
+    status = response.status
+    if check.any_status and status < 500 or 200 <= status < 400:
+        if check.content and check.content.encode() not in body:
+            return True, f"answered {status} without {check.content!r} in its body"
+        return True, None
+    return True, f"answered {status}"
+
+
+def _logs_note(client: docker.DockerClient, container_id: str) -> str:
+    return "Last lines of its output:\n" + last_logs(client, container_id)
 
 
 def _status(client: docker.DockerClient, container_id: str) -> str:

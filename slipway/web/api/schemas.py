@@ -108,6 +108,10 @@ SCHEMAS: dict[str, dict] = {
         "description": {"type": "string"},
         "image": {"type": "string"},
         "processes": {"type": "object", "additionalProperties": {"type": "string"}},
+        "healthchecks": _nullable(
+            "object", description="The resolved startup checks of the web containers, "
+            '{"web": [{"path", "timeout", "attempts", "wait", "initial_delay", "content", '
+            '"any_status"}]}; null for releases older than health checks'),
         "build": _nullable("integer"),
         "error": _nullable("string"),
         "created_at": TIMESTAMP,
