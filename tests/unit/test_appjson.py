@@ -44,7 +44,8 @@ def test_liveness_and_readiness_checks_are_skipped_with_a_note():
     ({"healthchecks": {"web": [{"path": "/a b"}]}},
      "app.json healthchecks/web/0/path: must be at most 2048 printable ASCII characters "
      "without spaces"),
-    ({"healthchecks": {"web": [{"path": 3}]}}, "app.json healthchecks/web/0/path: must be a string"),
+    ({"healthchecks": {"web": [{"path": 3}]}},
+     "app.json healthchecks/web/0/path: must be a string"),
     ({"healthchecks": {"web": [{}, {"timeout": 0}]}},
      "app.json healthchecks/web/1/timeout: must be above 0 to 600 seconds"),
     ({"healthchecks": {"web": [{"timeout": "5"}]}},
@@ -68,7 +69,8 @@ def test_liveness_and_readiness_checks_are_skipped_with_a_note():
      "app.json healthchecks/web/0/command: is not supported (use type, name, path, timeout, "
      "attempts, wait, initialDelay, content)"),
     ({"healthchecks": {"web": ["/health"]}}, "app.json healthchecks/web/0: must be an object"),
-    ({"healthchecks": {"web": {"path": "/"}}}, "app.json healthchecks/web: must be a list of checks"),
+    ({"healthchecks": {"web": {"path": "/"}}},
+     "app.json healthchecks/web: must be a list of checks"),
     ({"healthchecks": {"worker": []}},
      "app.json healthchecks/worker: only the web process can be health-checked "
      "(it alone has a port)"),
