@@ -27,6 +27,15 @@ LABEL_PROCESS = "slipway.process"
 ONE_OFF_PROCESSES = frozenset({"release", "run"})
 
 
+# A stopping container must let the app's server finish its requests. Docker's
+# init (tini, "init": True) passes SIGTERM only to its child, here /bin/sh,
+# which (dash does not exec the last command) would die at once and take the
+# server down with it: tini is told to signal the whole process group instead,
+# and the shell traps the signal, so it waits for the server's graceful exit.
+STOP_ENV = {"TINI_KILL_PROCESS_GROUP": "1"}
+SHELL_PREFIX = "trap : TERM INT; "
+
+
 @functools.cache
 def docker_client() -> docker.DockerClient:
     return docker.from_env(timeout=120)
@@ -60,7 +69,8 @@ def container_spec(
 ) -> dict:
     """Keyword arguments for ``containers.run`` of one process of a release.
 
-    ``command`` is a Procfile command (a string, run by /bin/sh) or an argv list
+    ``command`` is a Procfile command (a string, run by /bin/sh; SIGTERM reaches
+    the processes it starts, see STOP_ENV) or an argv list
     passed to Docker as it is (``slipway run``). ``web`` alone publishes a port on
     127.0.0.1; one-off processes (``release``, ``run``) are never restarted.
     """
@@ -68,13 +78,13 @@ def container_spec(
         argv = command
     else:
         # Procfile commands are shell commands (they expand $PORT), as on Heroku.
-        argv = ["/bin/sh", "-c", command] if command else None
+        argv = ["/bin/sh", "-c", SHELL_PREFIX + command] if command else None
     one_off = process in ONE_OFF_PROCESSES
     return {
         "image": image,
         "command": argv,
         "name": f"slipway-{app}-{process}-v{version}-{suffix}",
-        "environment": {**env, "PORT": str(port)},
+        "environment": {**env, "PORT": str(port), **STOP_ENV},
         "labels": {
             **object_labels(instance, app, labels),
             LABEL_RELEASE: str(release_id),

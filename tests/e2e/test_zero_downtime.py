@@ -1,7 +1,8 @@
 """Zero downtime and health checks, end to end.
 
 A steady stream of requests through the router (keep-alive sessions, several
-threads, some requests in flight for 0.3 s) sees no failure across redeploys, a
+threads, some requests taking 2.5 s: longer than the drain period, so they are
+still in flight when their container gets SIGTERM) sees no failure across redeploys, a
 config change, a scale up and down and a rollback. An app that never passes its
 app.json health check fails the push with its last output, and the old release
 keeps serving.
@@ -45,7 +46,7 @@ APP_PY = textwrap.dedent('''
 
     @app.get("/slow")
     def slow():
-        time.sleep(0.3)
+        time.sleep(2.5)
         return "{text} slow\\n"
 
 
@@ -55,14 +56,14 @@ APP_PY = textwrap.dedent('''
 ''')
 
 CHECKS = {"healthchecks": {"web": [{"type": "startup", "path": "/health", "content": "ok",
-                                    "timeout": 2, "attempts": 3, "wait": 0.2}]}}
+                                    "timeout": 5, "attempts": 3, "wait": 0.2}]}}
 
 
 @pytest.fixture(scope="module")
 def stack():
     stack = Stack.temporary()
     stack.env["SLIPWAY_DRAIN_SECONDS"] = "1"
-    stack.env["SLIPWAY_STOP_TIMEOUT"] = "5"
+    stack.env["SLIPWAY_STOP_TIMEOUT"] = "10"
     try:
         stack.start()
         yield stack
@@ -74,9 +75,11 @@ def write_app(repo: Path, text: str, *, healthy: bool = True, checks: object = C
     (repo / "app.py").write_text(APP_PY.format(text=text, healthy=healthy))
     (repo / "requirements.txt").write_text("flask==3.1.*\ngunicorn==23.*\n")
     (repo / "app.json").write_text(json.dumps(checks))
-    # Two sync workers: gunicorn finishes in-flight requests on SIGTERM.
+    # Threaded workers keep connections from nginx alive; on SIGTERM gunicorn
+    # finishes the requests in flight (within its graceful timeout).
     (repo / "Procfile").write_text(
-        "web: gunicorn --bind 0.0.0.0:$PORT --workers 2 --graceful-timeout 5 app:app\n")
+        "web: gunicorn --bind 0.0.0.0:$PORT --workers 2 --threads 8 --graceful-timeout 8 "
+        "app:app\n")
 
 
 def push(stack: Stack, repo: Path, text: str, **kwargs) -> tuple[int, str]:
@@ -110,7 +113,7 @@ def test_the_release_stores_its_resolved_health_check(stack, repo):
     releases = requests.get(f"{stack.api_url}/api/v1/apps/{APP}/releases", headers=stack.auth,
                             timeout=10).json()["items"]
     assert releases[0]["healthchecks"] == {"web": [
-        {"path": "/health", "timeout": 2.0, "attempts": 3, "wait": 0.2, "initial_delay": 0.0,
+        {"path": "/health", "timeout": 5.0, "attempts": 3, "wait": 0.2, "initial_delay": 0.0,
          "content": "ok", "any_status": False}]}
 
 
@@ -138,7 +141,7 @@ def test_no_request_fails_across_deploys_config_scale_and_rollback(stack, repo):
     url = f"http://127.0.0.1:{stack.http_port}"
     headers = {"Host": f"{APP}.localhost"}
     with SteadyLoad(url + "/", headers, rate=60, clients=4) as load, \
-            SteadyLoad(url + "/slow", headers, rate=6, clients=2) as slow:
+            SteadyLoad(url + "/slow", headers, rate=2, clients=6) as slow:
         time.sleep(1)
         for i in range(2, 5):
             code, out = push(stack, repo, f"v{i}")
@@ -156,5 +159,5 @@ def test_no_request_fails_across_deploys_config_scale_and_rollback(stack, repo):
     held = max(s.seconds for s in load.samples)
     print(f"MEASURED zero downtime: {len(samples)} requests, {len(failures)} failed, "
           f"slowest / {held:.3f} s")
-    assert len(load.samples) > 200 and len(slow.samples) > 20
+    assert len(load.samples) > 200 and len(slow.samples) > 10
     assert failures == [], failures[:5]
