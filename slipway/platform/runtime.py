@@ -197,23 +197,20 @@ _MAX_CHECK_BODY = 1024 * 1024
 def probe(port: int, check: HealthCheck) -> tuple[bool, str | None]:
     """One request of ``check`` to 127.0.0.1:``port``.
 
-    Returns (False, None) when nothing accepts the connection (still booting),
+    Returns (False, None) when nothing answers (refused or closed: still booting),
     (True, None) for a pass, and (True, reason) for an answer that fails it.
     """
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=check.timeout)
     try:
-        try:
-            conn.connect()
-        except OSError:
-            return False, None
-        try:
-            conn.request("GET", check.path, headers={"User-Agent": "slipway-healthcheck"})
-            response = conn.getresponse()
-            body = response.read(_MAX_CHECK_BODY)
-        except TimeoutError:
-            return True, f"no answer within {check.timeout:g} s"
-        except (OSError, http.client.HTTPException) as exc:
-            return True, f"the connection failed ({type(exc).__name__})"
+        conn.request("GET", check.path, headers={"User-Agent": "slipway-healthcheck"})
+        response = conn.getresponse()
+        body = response.read(_MAX_CHECK_BODY)
+    except TimeoutError:
+        return True, f"no answer within {check.timeout:g} s"
+    except (OSError, http.client.HTTPException):
+        # Refused, or (Docker's port proxy accepts before the app listens) closed
+        # without an answer: the app is not listening yet.
+        return False, None
     finally:
         conn.close()
     status = response.status

@@ -77,3 +77,22 @@ def test_a_probe_passes_on_2xx_and_3xx_with_the_content(server_port, check, outc
 
 def test_a_probe_of_a_closed_port_is_still_booting():
     assert runtime.probe(free_port(), CHECK) == (False, None)
+
+
+def test_a_connection_closed_without_an_answer_is_still_booting():
+    # Docker's port proxy accepts connections before the app listens, then closes them.
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def accept_and_close():
+            conn, _ = listener.accept()
+            conn.close()
+
+        thread = threading.Thread(target=accept_and_close)
+        thread.start()
+        assert runtime.probe(port, CHECK) == (False, None)
+        thread.join(5)
