@@ -155,10 +155,17 @@ class Sample:
     seconds: float
     status: int  # 0 for a connection error or timeout
     error: str = ""
+    # Sent a second time after the server closed its keep-alive connection unanswered.
+    retried: bool = False
 
     @property
     def failed(self) -> bool:
         return self.status == 0 or self.status >= 500
+
+    @property
+    def aborted(self) -> bool:
+        """The connection was closed or reset before any answer (no 5xx, not refused)."""
+        return self.status == 0 and "Connection aborted" in self.error
 
 
 class SteadyLoad:
@@ -168,15 +175,21 @@ class SteadyLoad:
     (a late request goes at once, it is not skipped), so a stall shows up as
     latency rather than as fewer requests. Connection errors, timeouts and 5xx
     answers are failures.
+
+    ``retry_aborted`` sends a GET once more when the server closed the connection
+    without answering, as browsers do (RFC 9112 section 9.3.1): an nginx older than
+    1.27.4 (Debian's is 1.22) closes idle keep-alive connections when it reloads,
+    and a request crossing that close is reset before nginx reads it.
     """
 
     def __init__(self, url: str, headers: dict[str, str], *, rate: float = 100.0,
-                 clients: int = 4, timeout: float = 10.0) -> None:
+                 clients: int = 4, timeout: float = 10.0, retry_aborted: bool = False) -> None:
         self.url = url
         self.headers = headers
         self.period = clients / rate
         self.clients = clients
         self.timeout = timeout
+        self.retry_aborted = retry_aborted
         self.samples: list[Sample] = []
         self._done = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -204,15 +217,21 @@ class SteadyLoad:
                 time.sleep(pause)
             due += self.period
             sent = time.monotonic()
-            try:
-                response = session.get(self.url, headers=self.headers, timeout=self.timeout)
-                self.samples.append(Sample(sent, time.monotonic() - sent, response.status_code,
-                                           "" if response.status_code < 500 else
-                                           response.text[:200]))
-            except requests.RequestException as exc:
-                self.samples.append(Sample(sent, time.monotonic() - sent, 0,
-                                           f"{type(exc).__name__}: {exc}"[:300]))
+            sample = self._get(session, sent)
+            if sample.aborted and self.retry_aborted:
+                sample = dataclasses.replace(self._get(session, sent), retried=True)
+            self.samples.append(sample)
         session.close()
+
+    def _get(self, session, sent: float) -> Sample:
+        import requests
+
+        try:
+            response = session.get(self.url, headers=self.headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            return Sample(sent, time.monotonic() - sent, 0, f"{type(exc).__name__}: {exc}"[:300])
+        return Sample(sent, time.monotonic() - sent, response.status_code,
+                      "" if response.status_code < 500 else response.text[:200])
 
     def between(self, start: float, end: float) -> list[Sample]:
         """The requests sent from ``start`` to ``end`` (time.monotonic() values)."""
