@@ -107,7 +107,9 @@ def list_processes(session: Session, settings: Settings, app: App) -> list[dict]
             "release": versions.get(labels.get(runtime.LABEL_RELEASE, "")),
             "created_at": dt.datetime.fromtimestamp(c["Created"], dt.UTC).isoformat(),
             "restarts": restarts,
-            "exit_code": info["State"].get("ExitCode") if crashed else None,
+            # While it runs between two crashes Docker reports 0: nothing to show then.
+            "exit_code": info["State"].get("ExitCode")
+            if crashed and info["State"].get("Status") != "running" else None,
             "last_logs": safe_lines(runtime.raw_logs(client, c["Id"], CRASH_LOG_LINES))
             if crashed else [],
         })
