@@ -143,6 +143,7 @@ def scale(
                 ptype: before.get(ptype, formation.DEFAULT_SCALE) for ptype in changes})
             session.commit()
             raise
+        mark_retiring(redis_client, settings, retired)
     return formation.app_formation(session, app), retired
 
 
@@ -162,8 +163,31 @@ def restart(
                            field="type")
     with app_lock(redis_client, settings, app.name):
         session.refresh(app)
-        return apply_formation(session, settings, redis_client, app,
-                               replace=types if ptype is None else [ptype])
+        retired = apply_formation(session, settings, redis_client, app,
+                                  replace=types if ptype is None else [ptype])
+        mark_retiring(redis_client, settings, retired)
+        return retired
+
+
+def _retiring_key(settings: Settings, container_id: str) -> str:
+    return f"slipway:{settings.instance_id}:retiring:{container_id}"
+
+
+def mark_retiring(redis_client: redis.Redis, settings: Settings, ids: Iterable[str]) -> None:
+    """Note containers of the current release that are out of the route and will be
+    stopped after the drain period, so reconcile does not count them (it would stop
+    the new ones as surplus instead). Called before the app's lock is released."""
+    ttl = int(settings.drain_seconds + settings.stop_timeout + 300)
+    for container_id in ids:
+        redis_client.set(_retiring_key(settings, container_id), "1", ex=ttl)
+
+
+def retiring(redis_client: redis.Redis, settings: Settings, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` are marked by ``mark_retiring``."""
+    if not ids:
+        return set()
+    found = redis_client.mget([_retiring_key(settings, i) for i in ids])
+    return {i for i, mark in zip(ids, found, strict=True) if mark}
 
 
 def validate_command(command: object) -> list[str]:

@@ -14,7 +14,7 @@ deploy lock is free (a deploy in progress converges the app itself):
 and for the whole installation: containers of deleted apps go, builds whose worker
 died are failed, and the route table is published again when it differs from what
 Docker runs (a restarted container gets a new port), without the containers that
-are in a crash loop.
+are in a crash loop or being retired.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from slipway.platform.errors import SlipwayError
 from slipway.platform.leases import LeasedLock
 from slipway.platform.logstream import connect
 from slipway.platform.models import App, Release, ReleaseStatus
-from slipway.platform.ps import crashed_containers
+from slipway.platform.ps import crashed_containers, retiring
 from slipway.router.errors import RouterError
 from slipway.router.nginx import validate_routes
 from slipway.router.routes import ROUTES_KEY, Route, RouteTable
@@ -103,12 +103,13 @@ def _reconcile(session: Session, settings: Settings, redis_client: redis.Redis) 
                 lock.release()
 
     web = runtime.app_containers(client, settings.instance_id, process="web")
-    crashed = crashed_containers(client, web)
+    unrouted = crashed_containers(client, web) | retiring(
+        redis_client, settings, [c["Id"] for c in web])
     try:
-        routes = routing.current_routes(session, client, settings, exclude=crashed)
+        routes = routing.current_routes(session, client, settings, exclude=unrouted)
         if _routes_changed(redis_client, routes):
             routing.sync_routes(session, client, redis_client, settings, wait=False,
-                                exclude=crashed)
+                                exclude=unrouted)
     except RouterError as exc:
         logger.warning("route sync failed: %s", exc.message)
 
@@ -126,12 +127,14 @@ def converge_app(
     if release is None:
         return False
     changed = _clear_dead_deploys(session, settings, client, app)
+    listed = runtime.app_containers(client, settings.instance_id, app.name, all=True)
+    # Replaced by a restart or scale-down, out of the route: a retire task stops them.
+    leaving = retiring(redis_client, settings, [c["Id"] for c in listed])
     actual: dict[str, list[str]] = {}
-    for c in sorted(runtime.app_containers(client, settings.instance_id, app.name, all=True),
-                    key=lambda c: c["Created"]):
+    for c in sorted(listed, key=lambda c: c["Created"]):
         ptype = c["Labels"].get(runtime.LABEL_PROCESS, "")
         if c["Labels"].get(runtime.LABEL_RELEASE) != str(release.id) or \
-                ptype in runtime.ONE_OFF_PROCESSES:
+                ptype in runtime.ONE_OFF_PROCESSES or c["Id"] in leaving:
             continue
         if c["State"] in STOPPED:
             # Docker will not start it again (`docker kill`, or a stop): a new one,
