@@ -79,6 +79,8 @@ def stack():
     stack = Stack.temporary()
     stack.env["SLIPWAY_RECONCILE_INTERVAL"] = "2"
     stack.env["SLIPWAY_LEASE_SECONDS"] = "4"
+    # Replaced containers wait out a few reconcile passes before they are stopped.
+    stack.env["SLIPWAY_DRAIN_SECONDS"] = "5"
     try:
         stack.start()
         yield stack
@@ -171,8 +173,8 @@ def test_a_crash_looping_worker_shows_as_crashed_with_its_output(stack, repo, to
         return "keeps exiting (last exit status 3)" in out and out
 
     out = wait_for(cli_shows_crash, timeout=30, interval=0.2, message="`slipway ps` to show it")
-    [line] = [line for line in out.splitlines() if line.startswith("worker")]
-    assert line.split()[1] == "crashed"
+    # (The previous release's worker may still be draining next to it.)
+    assert ["worker", "crashed"] in [line.split()[:2] for line in out.splitlines()]
     assert "  | boom: the worker cannot start" in out
     # Docker restarts it with a growing delay; the web process keeps serving.
     assert serves(stack, APP, "Phoenix v1\n")
@@ -181,6 +183,19 @@ def test_a_crash_looping_worker_shows_as_crashed_with_its_output(stack, repo, to
     wait_for(lambda: not crashed_worker() and any(
         b"worker heartbeat" in c.logs() for c in containers(APP, "worker")),
         timeout=60, interval=0.5, message="the worker to run again")
+
+
+def test_reconcile_leaves_a_restart_alone_while_it_drains(stack, repo):
+    before = {c.id for c in containers(APP, "web")}
+    stack.slipway("ps:restart", "--app", APP, "web")
+    new = {c.id for c in containers(APP, "web")} - before
+    assert len(new) == 1
+    # Reconcile passes run while the old container drains: they must not take the
+    # new one for a surplus container, nor route the old one again.
+    wait_for(lambda: {c.id for c in containers(APP, "web")} == new, timeout=30,
+             message="the replaced container to be retired")
+    assert serves(stack, APP, "Phoenix v1\n")
+    assert {c.id for c in containers(APP, "web")} == new
 
 
 def test_reconcile_restores_every_removed_container(stack, repo):
