@@ -13,8 +13,8 @@ deploy lock is free (a deploy in progress converges the app itself):
 
 and for the whole installation: containers of deleted apps go, builds whose worker
 died are failed, and the route table is published again when it differs from what
-Docker runs (a restarted container gets a new port), without the containers that
-are in a crash loop or being retired.
+Docker runs (a restarted container gets a new port), without web containers that
+are being retired or are in a crash loop and do not answer HTTP.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from slipway.config import Settings
 from slipway.platform import builds, formation, routing, runtime
 from slipway.platform.db import session_scope
 from slipway.platform.deploy import app_lock, apply_formation
-from slipway.platform.errors import SlipwayError
+from slipway.platform.errors import DeployFailed, SlipwayError
 from slipway.platform.leases import LeasedLock
 from slipway.platform.logstream import connect
 from slipway.platform.models import App, Release, ReleaseStatus
@@ -103,7 +103,7 @@ def _reconcile(session: Session, settings: Settings, redis_client: redis.Redis) 
                 lock.release()
 
     web = runtime.app_containers(client, settings.instance_id, process="web")
-    unrouted = crashed_containers(client, web) | retiring(
+    unrouted = _crash_looping(client, web) | retiring(
         redis_client, settings, [c["Id"] for c in web])
     try:
         routes = routing.current_routes(session, client, settings, exclude=unrouted)
@@ -180,6 +180,26 @@ def _clear_dead_deploys(
             runtime.remove(client, c["Id"], stop_timeout=0)
             changed = True
     return changed
+
+
+def _crash_looping(client: docker.DockerClient, web: list[dict]) -> set[str]:
+    """Web containers in a crash loop that do not answer HTTP now: no traffic for them.
+
+    (Restarting ones have no port, so no route anyway; one that restarted but
+    answers again, after an OOM kill say, serves.)
+    """
+    looping = set()
+    for c in web:
+        if c["Id"] not in crashed_containers(client, [c]):
+            continue
+        ports = [p["PublicPort"] for p in c.get("Ports") or [] if p.get("PublicPort")]
+        try:
+            if not ports:
+                raise DeployFailed("no published port")
+            runtime.wait_healthy(client, c["Id"], ports[0], timeout=1.0, interval=0.1)
+        except DeployFailed:
+            looping.add(c["Id"])
+    return looping
 
 
 def _routes_changed(redis_client: redis.Redis, routes: list[Route]) -> bool:
