@@ -205,11 +205,13 @@ def test_reconcile_restores_every_removed_container(stack, repo):
     wait_for(lambda: serves(stack, APP, "Phoenix v1\n"), timeout=90, interval=0.2,
              message="reconcile to restore the app")
     measured("all containers removed to serving again", time.monotonic() - removed)
-    wait_for(lambda: len(containers(APP, "worker")) == 1, timeout=30,
-             message="the worker to be restored")
-    lines = stack.slipway("ps", "--app", APP).stdout.splitlines()
-    assert [line.split()[:2] for line in lines[1:]] == [["web", "running"],
-                                                        ["worker", "running"]]
+
+    def restored() -> bool:
+        lines = stack.slipway("ps", "--app", APP).stdout.splitlines()
+        return [line.split()[:2] for line in lines[1:]] == [["web", "running"],
+                                                            ["worker", "running"]]
+
+    wait_for(restored, timeout=30, interval=0.5, message="web and worker to run again")
 
 
 def worker_pid(stack: Stack) -> int | None:
