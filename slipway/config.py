@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     # Builds
     build_timeout: int = 900
 
+    # Self-healing
+    # Deploy locks and build heartbeats expire this long after their holder stops
+    # renewing them (a killed worker): then the app deploys again, the build is failed.
+    lease_seconds: float = Field(default=30.0, ge=3)
+    # Seconds between reconcile passes (containers, crash loops, routes, stale builds).
+    reconcile_interval: float = Field(default=10.0, gt=0)
+
     # App containers
     container_memory: str = "512m"
     container_cpus: float = 1.0

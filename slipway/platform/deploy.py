@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from slipway.config import Settings
 from slipway.platform import capsules, formation, healthchecks, routing, runtime
 from slipway.platform.errors import DeployFailed
+from slipway.platform.leases import LeasedLock
 from slipway.platform.models import App, Release, ReleaseStatus
 from slipway.platform.releases import release_config
 from slipway.router.errors import RouterError
@@ -264,10 +265,15 @@ def prune_images(
 
 
 def app_lock(redis_client: redis.Redis, settings: Settings, app: str) -> redis.lock.Lock:
-    """One build or deploy of an app at a time; others wait. Expires if its holder dies."""
+    """One build or deploy of an app at a time; others wait.
+
+    Its holder renews it while it works, so it is free again within
+    ``settings.lease_seconds`` when the holder dies (a killed worker).
+    """
     return redis_client.lock(
-        f"slipway:{settings.instance_id}:deploy:{app}", timeout=settings.build_timeout + 300,
-        blocking_timeout=settings.build_timeout + 300,
+        f"slipway:{settings.instance_id}:deploy:{app}", timeout=settings.lease_seconds,
+        blocking_timeout=settings.build_timeout + 300, lock_class=LeasedLock,
+        thread_local=False,
     )
 
 

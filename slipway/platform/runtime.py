@@ -240,6 +240,22 @@ def last_logs(client: docker.DockerClient, container_id: str, lines: int = 20) -
     return out.decode(errors="replace").rstrip() or "(no output)"
 
 
+def raw_logs(client: docker.DockerClient, container_id: str, lines: int) -> bytes:
+    """The last ``lines`` lines a container wrote (stdout and stderr), as bytes; b"" if gone."""
+    try:
+        return client.api.logs(container_id, tail=lines, stdout=True, stderr=True)
+    except DockerException:
+        return b""
+
+
+def inspect(client: docker.DockerClient, container_id: str) -> dict | None:
+    """Docker's full description of a container (State, RestartCount...); None if gone."""
+    try:
+        return client.api.inspect_container(container_id)
+    except NotFound:
+        return None
+
+
 def app_containers(
     client: docker.DockerClient, instance: str, app: str | None = None, *,
     process: str | None = None, all: bool = False,
