@@ -122,26 +122,42 @@ def _run(client: docker.DockerClient, spec: dict, networks: Sequence[str]):
 
 def start(
     client: docker.DockerClient, spec: dict, networks: Sequence[str] = ()
-) -> tuple[str, int | None]:
+) -> tuple[str, str | None]:
     """Start a container, also joined to ``networks`` (attached capsules'); returns
-    (container id, host port or None). Raises DeployFailed."""
+    (container id, its ``ip:port`` on the app's network, or None for a process
+    without a port). Raises DeployFailed."""
     try:
         container = _run(client, spec, networks)
         container.reload()
     except DockerException as exc:
         raise DeployFailed(f"Could not start container: {explain(exc)}") from exc
-    host_port = None
-    for bindings in (container.attrs["NetworkSettings"]["Ports"] or {}).values():
-        for binding in bindings or []:
-            host_port = int(binding["HostPort"])
-    return container.id, host_port
+    ip = ((container.attrs["NetworkSettings"].get("Networks") or {})
+          .get(spec["network"], {}).get("IPAddress"))
+    ports = [int(key.split("/")[0]) for key in spec.get("ports") or {}]
+    return container.id, (f"{ip}:{ports[0]}" if ip and ports else None)
+
+
+def address(container: dict, network: str) -> str | None:
+    """``ip:port`` of a listed container (``app_containers``) on ``network``: its address
+    there and the container port it publishes; None when it has either not.
+
+    The router and the health check reach web containers here rather than through
+    the published port: Linux routes the host to its bridge networks directly,
+    where a published port costs a copy through docker-proxy on every request.
+    Addresses change when Docker restarts, so they are read anew each time.
+    """
+    ip = ((container.get("NetworkSettings") or {}).get("Networks") or {}) \
+        .get(network, {}).get("IPAddress")
+    ports = sorted(p["PrivatePort"] for p in container.get("Ports") or []
+                   if p.get("PublicPort") and p.get("Type", "tcp") == "tcp")
+    return f"{ip}:{ports[0]}" if ip and ports else None
 
 
 def wait_healthy(
-    client: docker.DockerClient, container_id: str, host_port: int, *, timeout: float,
+    client: docker.DockerClient, container_id: str, address: str, *, timeout: float,
     interval: float,
 ) -> float:
-    """Wait until the app answers HTTP on its port; returns seconds taken.
+    """Wait until the app answers HTTP at ``address`` (``ip:port``); returns seconds taken.
 
     Raises DeployFailed with the container's last log lines when it exits or does
     not answer within ``timeout``.
@@ -150,7 +166,7 @@ def wait_healthy(
     deadline = started + timeout
     checks = 0
     while time.monotonic() < deadline:
-        if _answers_http(host_port):
+        if _answers_http(address):
             return time.monotonic() - started
         checks += 1
         if checks % 10 == 0 and _status(client, container_id) not in ("running", "created"):
@@ -163,8 +179,9 @@ def wait_healthy(
     )
 
 
-def _answers_http(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+def _answers_http(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=2)
     try:
         conn.request("GET", "/", headers={"User-Agent": "slipway-healthcheck"})
         conn.getresponse().read()

@@ -6,14 +6,17 @@ redis-server), the Docker engine, git over smart HTTP.
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
 
 import docker
 import pytest
+import redis
 import requests
 
+from slipway.router.routes import ROUTES_KEY
 from tests.e2e.stack import Stack
 from tests.support import TEST_LABEL, TEST_RUN, wait_for
 
@@ -90,6 +93,19 @@ def test_pushed_app_answers_through_the_router(stack, deployed):
     assert response.status_code == 200
     assert response.text == "Hello from v1\n"
     assert stack.fetch("nobody").status_code == 404
+
+
+def test_the_router_reaches_the_web_container_at_its_address_on_the_app_network(stack, deployed):
+    client = docker.from_env()
+    [web] = client.containers.list(filters={"label": [
+        "slipway.app=hello", "slipway.process=web", f"{TEST_LABEL}={TEST_RUN}"]})
+    [ip] = [net["IPAddress"] for name, net in web.attrs["NetworkSettings"]["Networks"].items()
+            if name.endswith("-hello")]
+    port = dict(e.split("=", 1) for e in web.attrs["Config"]["Env"])["PORT"]
+    table = json.loads(redis.Redis(port=stack.redis_port).get(ROUTES_KEY))
+    [route] = [r for r in table["routes"] if r["app"] == "hello"]
+    # Not 127.0.0.1:<published port>: that path copies every byte through docker-proxy.
+    assert route["upstreams"] == [f"{ip}:{port}"]
 
 
 def test_code_change_is_served_after_the_push(stack, deployed):
