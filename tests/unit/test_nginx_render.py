@@ -108,7 +108,7 @@ def test_upstream_group_has_keepalive_and_every_address():
     block = block[: block.index("}")]
     assert "server 127.0.0.1:32768;" in block
     assert "server 127.0.0.1:32769;" in block
-    assert "keepalive 16;" in block
+    assert "keepalive 128;" in block
     assert "proxy_pass http://app_web;" in text
     assert "server_name web.example.com www.example.com;" in text
 
