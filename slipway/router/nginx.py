@@ -55,6 +55,9 @@ _UPSTREAM_KEEPALIVE = 128
 # POST sent on such a connection would fail without a retry.
 _UPSTREAM_KEEPALIVE_TIMEOUT = "1s"
 _CLIENT_MAX_BODY_SIZE = "1g"
+# Access log lines are written in batches, not one write(2) per request; a line
+# waits at most the flush interval, and workers flush when they exit.
+_ACCESS_LOG_BUFFER = "buffer=64k flush=1s"
 _WORKER_CONNECTIONS = 4096
 # Old workers keep long-lived connections (websockets, streams) after a
 # reload; bound how long they may linger so reloads don't pile up processes.
@@ -400,7 +403,7 @@ def render_nginx(
         "                       '$body_bytes_sent $request_time host=$host '",
         "                       'upstream=$upstream_addr upstream_time=$upstream_response_time '",
         "                       'request_id=$request_id \"$http_user_agent\"';",
-        f"    access_log {paths.access_log} slipway;",
+        f"    access_log {paths.access_log} slipway {_ACCESS_LOG_BUFFER};",
         "",
     ]
     out += [f"    {kind}_temp_path {paths.temp_path(kind)};" for kind in _TEMP_KINDS]
