@@ -17,7 +17,9 @@ duration and request for every target:
 nginx runs with the config Slipway renders, its upstream being that container
 address (as routes are since the router stopped going through docker-proxy).
 Each of ``--runs`` rounds measures the three targets one after the other; the
-medians over rounds are printed with their ratio to direct. Targets: router
+medians over rounds are printed, and the ratio to direct is the median of each
+round's ratio (a round's targets share the machine's load of the moment, which on
+a shared machine swings more between rounds than within one). Targets: router
 >= 0.9x direct rps over HTTP (0.8x over HTTPS); a route live within 0.5 s of
 ``apply``; 1,000 routes rendered, checked and reloaded within 1 s.
 """
@@ -236,17 +238,20 @@ def main() -> None:
             watched = {"nginx": _children(nginx.pid()), "app": descendants(app_pid)}
             for name, (url, lua, host) in targets.items():
                 samples[name].append(wrk(url, args, lua, host, watched))
-            print(f"  round {round_ + 1}: " + "  ".join(
-                f"{name} {runs[-1]['rps']:.0f}" for name, runs in samples.items()), flush=True)
-        direct = statistics.median(r["rps"] for r in samples["direct"])
+            direct = samples["direct"][-1]["rps"]
+            print(f"  round {round_ + 1}: direct {direct:.0f}  " + "  ".join(
+                f"{name} {runs[-1]['rps']:.0f} ({runs[-1]['rps'] / direct:.2f}x)"
+                for name, runs in samples.items() if name != "direct"), flush=True)
         for name, runs in samples.items():
+            ratio = statistics.median(r["rps"] / d["rps"] for r, d in zip(runs, samples["direct"],
+                                                                          strict=True))
             rps = statistics.median(r["rps"] for r in runs)
             p50 = statistics.median(r["p50_ms"] for r in runs)
             p99 = statistics.median(r["p99_ms"] for r in runs)
             target = {"router HTTP": " (target 0.90x)", "router HTTPS": " (target 0.80x)"}
             print(f"{name:<13} {rps:9.0f} rps  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
                   f"errors {sum(r['errors'] for r in runs):.0f}  "
-                  f"({rps / direct:.2f}x direct{target.get(name, '')})")
+                  f"({ratio:.2f}x direct{target.get(name, '')})")
         # Where the time goes: all three share the machine's cores, so every
         # microsecond nginx spends per request is taken from the load and the app.
         print("CPU per request (median, us): " + "; ".join(
