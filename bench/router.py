@@ -3,12 +3,15 @@ HTTP and HTTPS; how soon a new route answers; render+check+reload with TLS route
 
 Usage: .venv/bin/python bench/router.py [--seconds 5] [--runs 3] [--connections 16]
                                         [--threads 2] [--sizes 10,100,1000]
+                                        [--app node|python]
 
-The app is a small Node.js server (``http`` module, a 256-byte body) built by
-Slipway's builder from the host's Node base image and started with the container
-spec and limits of a deploy (``container_spec``: 1 CPU, 512 MB), on its own
-bridge network. One load tool, ``wrk``, with the same threads, connections,
-duration and request for every target:
+The app answers GET / with a 256-byte body: by default a small Node.js server
+(``http`` module, keep-alive), with ``--app python`` a Flask app under the web
+command Slipway picks for it (gunicorn, one sync worker, which closes every
+connection). It is built by Slipway's builder from the host's base image and
+started with the container spec and limits of a deploy (``container_spec``:
+1 CPU, 512 MB), on its own bridge network. One load tool, ``wrk``, with the same
+threads, connections, duration and request for every target:
 
 - direct:       wrk to the container's address on its network (ip:port)
 - router HTTP:  wrk to nginx on loopback, Host: the route's host
@@ -67,6 +70,21 @@ http.createServer((req, res) => {
 }).listen(Number(process.env.PORT), "0.0.0.0");
 """
 PACKAGE_JSON = '{"name": "routerbench", "version": "1.0.0", "private": true}\n'
+APP_PY = """from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def index():
+    return "x" * 256
+"""
+APPS = {
+    "node": {"package.json": PACKAGE_JSON, "server.js": SERVER_JS,
+             "Procfile": "web: node server.js\n"},
+    # No Procfile: the web command is the one Slipway chooses for a Flask app.
+    "python": {"app.py": APP_PY, "requirements.txt": "flask==3.1.*\ngunicorn==23.*\n"},
+}
 # wrk resolves the URL's host itself; the route's host names resolve nowhere, so
 # connect to nginx on loopback while keeping the host for SNI and the Host header.
 WRK_LOOPBACK = """wrk.resolve = function(host, service)
@@ -82,20 +100,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(client: docker.DockerClient, settings: Settings, work: Path) -> tuple[str, str]:
-    """Build the Node app as a push would and start it as a deploy would.
+def start_app(client: docker.DockerClient, settings: Settings, work: Path,
+              kind: str = "node") -> tuple[str, str]:
+    """Build the ``kind`` app as a push would and start it as a deploy would.
 
     Returns (container id, ip:port on its network).
     """
     source = work / "app"
     source.mkdir()
-    (source / "package.json").write_text(PACKAGE_JSON)
-    (source / "server.js").write_text(SERVER_JS)
-    (source / "Procfile").write_text("web: node server.js\n")
+    for name, text in APPS[kind].items():
+        (source / name).write_text(text)
     plan = detect(source)
-    base, _ = resolve_base_image(client, settings.node_image, plan.runtime_version,
-                                 settings.node_default_version, settings.bootstrap_repository,
-                                 language="node")
+    base, _ = resolve_base_image(client, getattr(settings, f"{plan.stack}_image"),
+                                 plan.runtime_version,
+                                 getattr(settings, f"{plan.stack}_default_version"),
+                                 settings.bootstrap_repository, language=plan.stack)
     labels = runtime.object_labels(settings.instance_id, APP, settings.labels)
     image = build_image(client, source, plan, base_image=base,
                         tag=f"slipway-bench/{APP}:{settings.instance_id}", labels=labels,
@@ -157,7 +176,8 @@ def wrk(url: str, args: argparse.Namespace, script: Path | None, host: str,
     used = {name: cpu_seconds(pids) - before[name] for name, pids in watched.items()}
     used["wrk"] = (load_after.ru_utime + load_after.ru_stime
                    - load_before.ru_utime - load_before.ru_stime)
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    # wrk pads latencies given in seconds ("1.45s "): allow trailing blanks.
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     requests = int(re.search(r"^\s+(\d+) requests in", out, re.M).group(1))
@@ -194,6 +214,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--app", choices=sorted(APPS), default="node",
+                        help="the app behind the router (default node)")
     parser.add_argument("--reload-runs", type=int, default=3,
                         help="applies per route-table size (default 3)")
     args = parser.parse_args()
@@ -212,9 +234,9 @@ def main() -> None:
     script.write_text(WRK_LOOPBACK)
     try:
         started = time.monotonic()
-        container_id, upstream = start_app(client, settings, work)
+        container_id, upstream = start_app(client, settings, work, args.app)
         app_pid = client.api.inspect_container(container_id)["State"]["Pid"]
-        print(f"app: Node.js container at {upstream} (built and started in "
+        print(f"app: {args.app} container at {upstream} (built and started in "
               f"{time.monotonic() - started:.1f} s)")
         key = new_key_pem()
         ca = InternalCA(work / "ca")
