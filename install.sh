@@ -5,13 +5,14 @@
 #
 #   ./install.sh          run Slipway from this checkout
 #   ./install.sh --dev    also the test dependencies (pytest, ruff, docker-compose,
-#                         Playwright and Debian's chromium for the browser tests)
+#                         Playwright and Debian's chromium for the browser tests,
+#                         wrk for the router benchmark)
 #
 # Runs as root, or as a user with sudo for the system steps.
 set -euo pipefail
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 dev=0
@@ -43,7 +44,8 @@ packages=(docker.io nginx redis-server postgresql debootstrap git pebble curl
           ca-certificates python3-venv)
 if [ "$dev" -eq 1 ]; then
     # chromium: the dashboard's browser tests drive Debian's build with Playwright.
-    packages+=(docker-compose chromium)
+    # wrk: the load generator of bench/router.py.
+    packages+=(docker-compose chromium wrk)
 fi
 
 installed() {

@@ -67,23 +67,23 @@ def start_processes(
     started_at = time.monotonic()
     timings: dict[str, float] = {}
     new: list[str] = []
-    web: list[tuple[str, int | None]] = []
+    web: list[tuple[str, str | None]] = []
     try:
         for ptype, count in counts.items():
             for _ in range(count):
                 spec = process_spec(settings, release, env, ptype, release.processes.get(ptype))
-                container_id, host_port = runtime.start(client, spec, networks)
+                container_id, address = runtime.start(client, spec, networks)
                 new.append(container_id)
                 if ptype == "web":
-                    web.append((container_id, host_port))
+                    web.append((container_id, address))
         timings["start"] = time.monotonic() - started_at
         checks = healthchecks.web_checks(settings, release.healthchecks)
         # Containers boot in parallel; checking them one after the other costs little more.
-        for container_id, host_port in web:
-            if host_port is None:
-                raise DeployFailed("The web container has no published port")
+        for container_id, address in web:
+            if address is None:
+                raise DeployFailed("The web container has no address on the app's network")
             for check in checks:
-                runtime.wait_healthy(client, container_id, host_port, check,
+                runtime.wait_healthy(client, container_id, address, check,
                                      timeout=settings.health_timeout,
                                      interval=settings.health_interval)
         timings["health"] = time.monotonic() - started_at - timings["start"]

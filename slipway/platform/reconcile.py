@@ -104,8 +104,8 @@ def _reconcile(session: Session, settings: Settings, redis_client: redis.Redis) 
                 lock.release()
 
     web = runtime.app_containers(client, settings.instance_id, process="web")
-    unrouted = _crash_looping(client, web, default_check(settings)) | retiring(
-        redis_client, settings, [c["Id"] for c in web])
+    unrouted = _crash_looping(client, settings.instance_id, web, default_check(settings))
+    unrouted |= retiring(redis_client, settings, [c["Id"] for c in web])
     try:
         routes = routing.current_routes(session, client, settings, exclude=unrouted)
         if _routes_changed(redis_client, routes):
@@ -184,7 +184,7 @@ def _clear_dead_deploys(
 
 
 def _crash_looping(
-    client: docker.DockerClient, web: list[dict], check: HealthCheck,
+    client: docker.DockerClient, instance: str, web: list[dict], check: HealthCheck,
 ) -> set[str]:
     """Web containers in a crash loop that do not answer HTTP now: no traffic for them.
 
@@ -195,8 +195,9 @@ def _crash_looping(
     for c in web:
         if c["Id"] not in crashed_containers(client, [c]):
             continue
-        ports = [p["PublicPort"] for p in c.get("Ports") or [] if p.get("PublicPort")]
-        if not ports or runtime.probe(ports[0], check) != (True, None):
+        address = runtime.address(c, runtime.network_name(
+            instance, c["Labels"].get(runtime.LABEL_APP, "")))
+        if address is None or runtime.probe(address, check) != (True, None):
             looping.add(c["Id"])
     return looping
 

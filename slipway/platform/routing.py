@@ -24,7 +24,8 @@ def current_routes(
     session: Session, client: docker.DockerClient, settings: Settings,
     exclude: frozenset[str] | set[str] = frozenset(),
 ) -> list[Route]:
-    """One route per deployed app, to the running web containers of its current release.
+    """One route per deployed app, to the running web containers of its current release,
+    at their addresses on the app's network.
 
     Containers in ``exclude`` (about to be retired by a scale-down) get no traffic.
     """
@@ -42,9 +43,10 @@ def current_routes(
         name = labels.get(runtime.LABEL_APP)
         if name not in releases or labels.get(runtime.LABEL_RELEASE) != str(releases[name]):
             continue
-        for port in container.get("Ports") or []:
-            if port.get("PublicPort") and port.get("IP") in ("127.0.0.1", None):
-                upstreams[name].append(f"127.0.0.1:{port['PublicPort']}")
+        # Read from Docker on every sync: addresses change when Docker restarts.
+        address = runtime.address(container, runtime.network_name(settings.instance_id, name))
+        if address is not None:
+            upstreams[name].append(address)
     routes = [
         Route(app=name, hosts=(f"{name}.{settings.domain}",), upstreams=tuple(sorted(addrs)))
         for name, addrs in sorted(upstreams.items())

@@ -133,26 +133,42 @@ def _run(client: docker.DockerClient, spec: dict, networks: Sequence[str]):
 
 def start(
     client: docker.DockerClient, spec: dict, networks: Sequence[str] = ()
-) -> tuple[str, int | None]:
+) -> tuple[str, str | None]:
     """Start a container, also joined to ``networks`` (attached capsules'); returns
-    (container id, host port or None). Raises DeployFailed."""
+    (container id, its ``ip:port`` on the app's network, or None for a process
+    without a port). Raises DeployFailed."""
     try:
         container = _run(client, spec, networks)
         container.reload()
     except DockerException as exc:
         raise DeployFailed(f"Could not start container: {explain(exc)}") from exc
-    host_port = None
-    for bindings in (container.attrs["NetworkSettings"]["Ports"] or {}).values():
-        for binding in bindings or []:
-            host_port = int(binding["HostPort"])
-    return container.id, host_port
+    ip = ((container.attrs["NetworkSettings"].get("Networks") or {})
+          .get(spec["network"], {}).get("IPAddress"))
+    ports = [int(key.split("/")[0]) for key in spec.get("ports") or {}]
+    return container.id, (f"{ip}:{ports[0]}" if ip and ports else None)
+
+
+def address(container: dict, network: str) -> str | None:
+    """``ip:port`` of a listed container (``app_containers``) on ``network``: its address
+    there and the container port it publishes; None when it has either not.
+
+    The router and the health check reach web containers here rather than through
+    the published port: Linux routes the host to its bridge networks directly,
+    where a published port costs a copy through docker-proxy on every request.
+    Addresses change when Docker restarts, so they are read anew each time.
+    """
+    ip = ((container.get("NetworkSettings") or {}).get("Networks") or {}) \
+        .get(network, {}).get("IPAddress")
+    ports = sorted(p["PrivatePort"] for p in container.get("Ports") or []
+                   if p.get("PublicPort") and p.get("Type", "tcp") == "tcp")
+    return f"{ip}:{ports[0]}" if ip and ports else None
 
 
 def wait_healthy(
-    client: docker.DockerClient, container_id: str, host_port: int, check: HealthCheck, *,
+    client: docker.DockerClient, container_id: str, address: str, check: HealthCheck, *,
     timeout: float, interval: float,
 ) -> float:
-    """Wait until the app passes ``check`` on its port; returns seconds taken.
+    """Wait until the app passes ``check`` at ``address`` (``ip:port``); returns seconds taken.
 
     Until the app accepts connections it is booting: polled every ``interval``
     for up to ``timeout`` seconds. Once it answers, each answer that fails the
@@ -166,7 +182,7 @@ def wait_healthy(
     deadline = time.monotonic() + timeout
     polls = failures = 0
     while True:
-        listening, reason = probe(host_port, check)
+        listening, reason = probe(address, check)
         if listening and reason is None:
             return time.monotonic() - started
         if listening:
@@ -194,13 +210,14 @@ def wait_healthy(
 _MAX_CHECK_BODY = 1024 * 1024
 
 
-def probe(port: int, check: HealthCheck) -> tuple[bool, str | None]:
-    """One request of ``check`` to 127.0.0.1:``port``.
+def probe(address: str, check: HealthCheck) -> tuple[bool, str | None]:
+    """One request of ``check`` to ``address`` (``ip:port``).
 
     Returns (False, None) when nothing answers (refused or closed: still booting),
     (True, None) for a pass, and (True, reason) for an answer that fails it.
     """
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=check.timeout)
+    host, _, port = address.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=check.timeout)
     try:
         conn.request("GET", check.path, headers={"User-Agent": "slipway-healthcheck"})
         response = conn.getresponse()

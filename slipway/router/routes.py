@@ -29,7 +29,7 @@ class HostCertificate:
 
 @dataclass(frozen=True)
 class Route:
-    """Requests for any of ``hosts`` go to one of ``upstreams`` ("127.0.0.1:port").
+    """Requests for any of ``hosts`` go to one of ``upstreams`` ("ip:port").
 
     Hosts listed in ``certificates`` are also served over HTTPS, and their plain
     HTTP requests redirect there; ``hsts`` adds a Strict-Transport-Security header

@@ -6,14 +6,19 @@ redis-server), the Docker engine, git over smart HTTP.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import docker
 import pytest
+import redis
 import requests
 
+from slipway.router.routes import ROUTES_KEY
 from tests.e2e.stack import Stack
 from tests.support import TEST_LABEL, TEST_RUN, wait_for
 
@@ -90,6 +95,55 @@ def test_pushed_app_answers_through_the_router(stack, deployed):
     assert response.status_code == 200
     assert response.text == "Hello from v1\n"
     assert stack.fetch("nobody").status_code == 404
+
+
+def test_the_router_reaches_the_web_container_at_its_address_on_the_app_network(stack, deployed):
+    client = docker.from_env()
+    [web] = client.containers.list(filters={"label": [
+        "slipway.app=hello", "slipway.process=web", f"{TEST_LABEL}={TEST_RUN}"]})
+    [ip] = [net["IPAddress"] for name, net in web.attrs["NetworkSettings"]["Networks"].items()
+            if name.endswith("-hello")]
+    port = dict(e.split("=", 1) for e in web.attrs["Config"]["Env"])["PORT"]
+    table = json.loads(redis.Redis(port=stack.redis_port).get(ROUTES_KEY))
+    [route] = [r for r in table["routes"] if r["app"] == "hello"]
+    # Not 127.0.0.1:<published port>: that path copies every byte through docker-proxy.
+    assert route["upstreams"] == [f"{ip}:{port}"]
+
+
+def test_a_changed_container_address_is_routed_again_by_reconcile(stack, deployed):
+    """As after a Docker restart, the web container comes back at another address."""
+    client = docker.from_env()
+    [web] = client.containers.list(filters={"label": [
+        "slipway.app=hello", "slipway.process=web", f"{TEST_LABEL}={TEST_RUN}"]})
+    [(name, before)] = [(name, net["IPAddress"])
+                        for name, net in web.attrs["NetworkSettings"]["Networks"].items()
+                        if name.endswith("-hello")]
+    network = client.networks.get(name)
+    network.disconnect(web)
+    # Another container takes the freed address, so the web one gets a new one.
+    squatter = client.containers.run(
+        web.attrs["Config"]["Image"], ["sleep", "300"], detach=True, network=name,
+        labels={TEST_LABEL: TEST_RUN})
+    try:
+        squatter.reload()
+        assert squatter.attrs["NetworkSettings"]["Networks"][name]["IPAddress"] == before, \
+            "Docker did not hand the freed address out again; the test cannot move the app"
+        network.connect(web)
+        web.reload()
+        after = web.attrs["NetworkSettings"]["Networks"][name]["IPAddress"]
+        assert after != before
+        # What beat runs every minute (and `slipway up` at start): routes read from Docker.
+        subprocess.run(
+            [sys.executable, "-c", "from slipway.config import get_settings; "
+             "from slipway.platform.reconcile import reconcile; reconcile(get_settings())"],
+            env=stack.env, check=True, capture_output=True, timeout=60)
+        wait_for(lambda: stack.fetch("hello").status_code == 200, timeout=15,
+                 message="the app to answer at its new address")
+        table = json.loads(redis.Redis(port=stack.redis_port).get(ROUTES_KEY))
+        [route] = [r for r in table["routes"] if r["app"] == "hello"]
+        assert [u.rpartition(":")[0] for u in route["upstreams"]] == [after]
+    finally:
+        squatter.remove(force=True)
 
 
 def test_code_change_is_served_after_the_push(stack, deployed):

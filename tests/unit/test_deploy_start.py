@@ -16,9 +16,10 @@ def fake_docker(monkeypatch):
     def start(client, spec, networks=()):
         container_id = f"c{len(calls['started'])}"
         calls["started"].append((container_id, spec["labels"]["slipway.process"]))
-        return container_id, 40000 + len(calls["started"]) if spec["ports"] else None
+        address = f"172.18.0.{len(calls['started'])}:5000"
+        return container_id, address if spec["ports"] else None
 
-    def wait_healthy(client, container_id, host_port, check, *, timeout, interval):
+    def wait_healthy(client, container_id, address, check, *, timeout, interval):
         calls["checked"].append((container_id, check.path))
         if container_id == "c1":
             raise DeployFailed("The web process exited before answering HTTP:\nboom")

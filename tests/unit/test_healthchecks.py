@@ -72,11 +72,11 @@ CHECK = HealthCheck(path="/ok", timeout=2, attempts=1, wait=0)
     (replace(CHECK, path="/broken", any_status=True), (True, "answered 500")),
 ])
 def test_a_probe_passes_on_2xx_and_3xx_with_the_content(server_port, check, outcome):
-    assert runtime.probe(server_port, check) == outcome
+    assert runtime.probe(f"127.0.0.1:{server_port}", check) == outcome
 
 
 def test_a_probe_of_a_closed_port_is_still_booting():
-    assert runtime.probe(free_port(), CHECK) == (False, None)
+    assert runtime.probe(f"127.0.0.1:{free_port()}", CHECK) == (False, None)
 
 
 def test_a_connection_closed_without_an_answer_is_still_booting():
@@ -94,5 +94,5 @@ def test_a_connection_closed_without_an_answer_is_still_booting():
 
         thread = threading.Thread(target=accept_and_close)
         thread.start()
-        assert runtime.probe(port, CHECK) == (False, None)
+        assert runtime.probe(f"127.0.0.1:{port}", CHECK) == (False, None)
         thread.join(5)

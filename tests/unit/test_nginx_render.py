@@ -108,7 +108,7 @@ def test_upstream_group_has_keepalive_and_every_address():
     block = block[: block.index("}")]
     assert "server 127.0.0.1:32768;" in block
     assert "server 127.0.0.1:32769;" in block
-    assert "keepalive 16;" in block
+    assert "keepalive 128;" in block
     assert "proxy_pass http://app_web;" in text
     assert "server_name web.example.com www.example.com;" in text
 
@@ -125,7 +125,7 @@ def test_temp_paths_logs_and_pid_live_under_the_state_dir():
         assert f"    {kind}_temp_path /srv/x/temp/{kind};" in text
     assert "pid /srv/x/nginx.pid;" in text
     assert "error_log /srv/x/logs/error.log warn;" in text
-    assert "access_log /srv/x/logs/access.log slipway;" in text
+    assert "access_log /srv/x/logs/access.log slipway buffer=64k flush=1s;" in text
     assert "daemon" not in text  # the controller decides how nginx runs
 
 

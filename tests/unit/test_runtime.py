@@ -1,4 +1,4 @@
-from slipway.platform.runtime import container_spec, network_name
+from slipway.platform.runtime import address, container_spec, network_name
 
 
 def spec(**overrides):
@@ -79,3 +79,31 @@ def test_run_container_gets_the_argv_as_it_is():
     assert run["ports"] == {}
     assert run["restart_policy"] == {"Name": "no"}
     assert run["name"] == "slipway-shop-run-v3-f00"
+
+
+def listed(networks, ports):
+    """A container as Docker's list endpoint shows it (the fields ``address`` reads)."""
+    return {"NetworkSettings": {"Networks": networks}, "Ports": ports}
+
+
+def test_address_is_the_ip_on_the_app_network_and_the_published_container_port():
+    container = listed(
+        {"slipway-i1-shop": {"IPAddress": "172.18.0.5"},
+         "slipway-i1-capsule-db": {"IPAddress": "172.19.0.3"}},
+        [{"IP": "127.0.0.1", "PrivatePort": 5000, "PublicPort": 32771, "Type": "tcp"},
+         {"PrivatePort": 9000, "Type": "tcp"}],  # EXPOSEd by the image, not published
+    )
+    assert address(container, "slipway-i1-shop") == "172.18.0.5:5000"
+    assert address(container, "slipway-i1-capsule-db") == "172.19.0.3:5000"
+
+
+def test_no_address_without_an_ip_on_the_network_or_a_published_port():
+    published = [{"IP": "127.0.0.1", "PrivatePort": 5000, "PublicPort": 32771, "Type": "tcp"}]
+    assert address(listed({"other": {"IPAddress": "172.18.0.5"}}, published),
+                   "slipway-i1-shop") is None
+    # A stopped container keeps its network entry with an empty address.
+    assert address(listed({"slipway-i1-shop": {"IPAddress": ""}}, published),
+                   "slipway-i1-shop") is None
+    assert address(listed({"slipway-i1-shop": {"IPAddress": "172.18.0.5"}}, []),
+                   "slipway-i1-shop") is None
+    assert address({}, "slipway-i1-shop") is None
