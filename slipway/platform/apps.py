@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-from slipway.platform import validation
+from slipway.platform import audit, validation
 from slipway.platform.db import paginate
 from slipway.platform.errors import Conflict, NotFound
 from slipway.platform.models import App, User
@@ -20,6 +20,7 @@ def create_app(session: Session, owner: User, name: object) -> App:
     app = App(name=name, owner=owner)
     session.add(app)
     session.flush()
+    audit.record(session, owner, "app.create", target_kind="app", target_name=name, app=app)
     return app
 
 

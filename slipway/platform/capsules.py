@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-from slipway.platform import runtime, validation
+from slipway.platform import audit, runtime, validation
 from slipway.platform.db import paginate
 from slipway.platform.errors import BadRequest, Conflict, DeployFailed, InvalidInput
 from slipway.platform.errors import NotFound as Missing
@@ -158,6 +158,8 @@ def create_capsule(session: Session, settings: Settings, owner: User, kind: obje
     )
     session.add(capsule)
     session.flush()
+    audit.record(session, owner, "capsule.create", target_kind="capsule", target_name=name,
+                 details={"kind": kind})
     return capsule
 
 
@@ -216,6 +218,8 @@ def attach(session: Session, settings: Settings, app: App, capsule: Capsule, ali
                            f"{existing.capsule.name}", field="as")
     session.add(CapsuleAttachment(capsule_id=capsule.id, app_id=app.id, alias=alias))
     session.flush()
+    audit.record(session, user, "capsule.attach", target_kind="capsule", target_name=capsule.name,
+                 app=app, details={"as": alias})
     return _redeploy(session, settings, app, user, f"Attach {capsule.name} as {alias}_URL")
 
 
@@ -229,6 +233,8 @@ def detach(session: Session, settings: Settings, app: App, capsule: Capsule,
         if existing.capsule_id == capsule.id:
             session.delete(existing)
             session.flush()
+            audit.record(session, user, "capsule.detach", target_kind="capsule",
+                         target_name=capsule.name, app=app, details={"as": existing.alias})
             return _redeploy(session, settings, app, user,
                              f"Detach {capsule.name} ({existing.alias}_URL)")
     raise Missing(f"Capsule {capsule.name} is not attached to {app.name}")
@@ -277,7 +283,7 @@ def capsule_networks(session: Session, settings: Settings, app: App) -> list[str
 
 
 def destroy_capsule(session: Session, settings: Settings, capsule: Capsule,
-                    confirm: object) -> None:
+                    confirm: object, *, actor: User | None) -> None:
     """Remove a capsule: container, network, volume and row. Its data is gone.
 
     Raises BadRequest unless ``confirm`` is the capsule's name, Conflict while apps
@@ -291,6 +297,8 @@ def destroy_capsule(session: Session, settings: Settings, capsule: Capsule,
         names = ", ".join(name for name, _ in apps)
         raise Conflict(f"Capsule {capsule.name} is attached to {names}: detach it first")
     name = capsule.name
+    audit.record(session, actor, "capsule.destroy", target_kind="capsule", target_name=name,
+                 owner_id=capsule.owner_id, details={"kind": capsule.kind})
     session.delete(capsule)
     session.commit()
     remove_docker_objects(runtime.docker_client(), settings, name)

@@ -78,7 +78,8 @@ def patch_formation(name: str):
     """
     app = _app(name)
     body = json_body()
-    result, retired = ps.scale(db_session(), settings(), _redis(), app, body)
+    result, retired = ps.scale(db_session(), settings(), _redis(), app, body,
+                                actor=current_user())
     tasks.retire_later(retired)
     return jsonify(result)
 
@@ -105,7 +106,8 @@ def restart_processes(name: str):
     body = request.get_json(silent=True) or {}
     if not isinstance(body, dict):
         raise BadRequest('Send a JSON object, e.g. {"type": "web"}')
-    retired = ps.restart(db_session(), settings(), _redis(), app, body.get("type"))
+    retired = ps.restart(db_session(), settings(), _redis(), app, body.get("type"),
+                         actor=current_user())
     tasks.retire_later(retired)
     return jsonify(formation_service.app_formation(db_session(), app))
 

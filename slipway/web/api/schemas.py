@@ -210,10 +210,23 @@ SCHEMAS: dict[str, dict] = {
     }),
     "Restore": _object({"backup": {"type": "string"}}, closed=False),
     "Restored": _object({"restored": {"type": "string", "description": "The backup's name"}}),
+    # --- audit log -------------------------------------------------------------
+    "AuditEvent": _object({
+        "id": {"type": "integer"},
+        "time": TIMESTAMP,
+        "actor": _nullable("string", description="The actor's email; null for the host "
+                                                 "operator (the slipway command on the host)"),
+        "action": {"type": "string", "description": "e.g. app.create, config.change, deploy"},
+        "target": _object({"kind": {"enum": ["app", "capsule", "domain", "token"]},
+                           "name": {"type": "string"}}),
+        "app": _nullable("string", description="The app the event is about"),
+        "details": {"type": "object", "description": "What changed; never a secret (config "
+                                                    "changes list keys, not values)"},
+    }),
 }
 
 # Paginated lists get a schema of their own so views can name them in one word.
-for _item in ("App", "Release", "Build", "Capsule"):
+for _item in ("App", "Release", "Build", "Capsule", "AuditEvent"):
     SCHEMAS[f"{_item}Page"] = page_of(_item)
 
 

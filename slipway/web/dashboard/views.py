@@ -152,7 +152,7 @@ def destroy(name: str):
     if request.form.get("confirm", "") != app.name:
         flash(f"Type the app's name ({app.name}) to destroy it; nothing was done", "error")
         return redirect(url_for("dashboard.app", name=app.name))
-    destroy_app(db_session(), settings(), app)
+    destroy_app(db_session(), settings(), app, actor=g.user)
     flash(f"Destroyed {name}")
     return redirect(url_for("dashboard.apps"))
 
