@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     # Failed sign-ins per IP address and email before further tries wait out the window.
     login_max_failures: int = 5
     login_window_seconds: int = 300
+    # Requests with a wrong API token (API and git) per client address; beyond them every
+    # token from that address is refused with 429 until the window ends.
+    auth_max_failures: int = 20
+    auth_window_seconds: int = 300
 
     # Runtime logs (`slipway logs`, the dashboard's log view)
     log_tail_max: int = 5000

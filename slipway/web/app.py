@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(SlipwayError)
     def _domain_error(exc: SlipwayError):
-        return jsonify(error=exc.to_dict()), exc.status
+        return jsonify(error=exc.to_dict()), exc.status, error_headers(exc)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -49,6 +49,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(git.bp)
     app.register_blueprint(dashboard.bp)
     return app
+
+
+def error_headers(exc: SlipwayError) -> dict[str, str]:
+    """The headers an error answer carries besides its body (Retry-After for a 429)."""
+    retry_after = getattr(exc, "retry_after", None)
+    return {"Retry-After": str(retry_after)} if retry_after is not None else {}
 
 
 def db_session():

@@ -22,7 +22,7 @@ from slipway.platform import repos, tasks
 from slipway.platform.errors import BadRequest, NotFound, SlipwayError, Unauthorized
 from slipway.platform.logstream import END, build_log_key, connect, follow
 from slipway.platform.models import App, User
-from slipway.web.app import db_session, settings
+from slipway.web.app import db_session, error_headers, settings
 from slipway.web.auth import authenticate_basic
 
 bp = Blueprint("git", __name__, url_prefix="/git")
@@ -46,7 +46,7 @@ def _unauthorized(exc: Unauthorized):
 
 @bp.errorhandler(SlipwayError)
 def _git_error(exc: SlipwayError):
-    return Response(exc.message + "\n", exc.status, mimetype="text/plain")
+    return Response(exc.message + "\n", exc.status, error_headers(exc), mimetype="text/plain")
 
 
 def _find_app(name: str) -> tuple[App, User]:

@@ -59,6 +59,7 @@ class SlipwayPlugin(BasePlugin):
             else:
                 operation["security"] = [{SECURITY_SCHEME: []}]
                 operation.setdefault("responses", {})["401"] = "Unauthorized"
+                operation["responses"]["429"] = "TooManyRequests"
 
 
 def build_spec(app: Flask) -> APISpec:
