@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     web_threads: int = 16
     worker_concurrency: int = 4
 
+    # The largest API or dashboard request body (JSON, forms), in bytes: beyond, 413.
+    max_body_bytes: int = 1024 * 1024
+    # The largest git push (the pack, and the pushed tree as the hook sends it), in bytes.
+    max_push_bytes: int = 512 * 1024 * 1024
+
     # Dashboard
     # Send the session cookie only over HTTPS: set it when the dashboard is served over TLS.
     cookie_secure: bool = False

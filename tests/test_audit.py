@@ -129,6 +129,7 @@ def test_a_refused_change_records_nothing(client, tokens):
 
 @pytest.mark.parametrize(("query", "field"), [
     ({"action": "app.explode"}, "action"), ({"app": ""}, "app"), ({"app": "x" * 65}, "app"),
+    ({"app": "sh\x00op"}, "app"), ({"app": "shöp"}, "app"),
     ({"limit": "0"}, "limit"),
 ])
 def test_bad_filters_get_400_naming_the_field(client, tokens, query, field):

@@ -25,7 +25,11 @@ def create_app(session: Session, owner: User, name: object) -> App:
 
 
 def get_app(session: Session, user: User, name: str) -> App:
-    """The app ``name`` if ``user`` may see it; NotFound otherwise, also for others' apps."""
+    """The app ``name`` if ``user`` may see it; NotFound otherwise, also for others' apps
+    and for what is no app name at all (never looked up: PostgreSQL refuses NUL)."""
+    if not validation.is_name(name):
+        raise NotFound("No app by that name: app names are 2-30 lowercase letters, digits "
+                       "and dashes", field="name")
     app = session.scalar(select(App).where(App.name == name))
     if app is None or not (user.is_admin or app.owner_id == user.id):
         raise NotFound(f"No app named {name}")

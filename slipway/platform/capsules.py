@@ -164,7 +164,11 @@ def create_capsule(session: Session, settings: Settings, owner: User, kind: obje
 
 
 def get_capsule(session: Session, user: User, name: str) -> Capsule:
-    """The capsule ``name`` if ``user`` may see it; NotFound otherwise, also for others'."""
+    """The capsule ``name`` if ``user`` may see it; NotFound otherwise, also for others'
+    and for what is no capsule name at all."""
+    if not validation.is_name(name):
+        raise Missing("No capsule by that name: capsule names are 2-30 lowercase letters, "
+                      "digits and dashes", field="name")
     capsule = session.scalar(select(Capsule).where(Capsule.name == name))
     if capsule is None or not (user.is_admin or capsule.owner_id == user.id):
         raise Missing(f"No capsule named {name}")

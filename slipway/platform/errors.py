@@ -54,6 +54,16 @@ class Conflict(SlipwayError):
     status = 409
 
 
+class TooLarge(SlipwayError):
+    code = "too_large"
+    status = 413
+
+
+class UnsupportedMediaType(SlipwayError):
+    code = "unsupported_media_type"
+    status = 415
+
+
 class TooManyRequests(SlipwayError):
     """Too many failures from one client; it may try again after ``retry_after`` seconds."""
 

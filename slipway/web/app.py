@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from slipway.config import Settings, get_settings
 from slipway.platform.db import sessions
-from slipway.platform.errors import SlipwayError
+from slipway.platform.errors import SlipwayError, TooLarge
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -55,6 +55,18 @@ def error_headers(exc: SlipwayError) -> dict[str, str]:
     """The headers an error answer carries besides its body (Retry-After for a 429)."""
     retry_after = getattr(exc, "retry_after", None)
     return {"Retry-After": str(retry_after)} if retry_after is not None else {}
+
+
+def limit_body() -> None:
+    """Refuse a body larger than SLIPWAY_MAX_BODY_BYTES (413) before anything reads it
+    (API and dashboard; git has its own limit). A body sent without Content-Length
+    (chunked) is read to one byte past the limit, for ``json_body`` to refuse."""
+    from flask import current_app, request
+
+    limit = current_app.config["SLIPWAY"].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"Request body is larger than {limit} bytes")
+    request.max_content_length = limit + 1
 
 
 def db_session():

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from flask import request
 
-from slipway.platform import audit
+from slipway.platform import audit, validation
 from slipway.platform.errors import BadRequest
 from slipway.platform.models import AuditEvent
 from slipway.web.api.common import bp, iso, page, page_args
 from slipway.web.app import db_session
 from slipway.web.auth import current_user, require_token
-
-MAX_FILTER_LENGTH = 64
 
 
 def event_json(event: AuditEvent) -> dict:
@@ -26,10 +24,11 @@ def event_json(event: AuditEvent) -> dict:
     }
 
 
-def _filter(name: str) -> str | None:
-    value = request.args.get(name)
-    if value is not None and (not value or len(value) > MAX_FILTER_LENGTH):
-        raise BadRequest(f"{name} must be 1 to {MAX_FILTER_LENGTH} characters", field=name)
+def _app_filter() -> str | None:
+    # Checked before it reaches the database (PostgreSQL refuses NUL in a string).
+    value = request.args.get("app")
+    if value is not None and not validation.is_name(value):
+        raise BadRequest("app must be an app name", field="app")
     return value
 
 
@@ -46,7 +45,7 @@ def list_audit_events():
         - limit
         - offset
         - {in: query, name: app, required: false, description: Only events about this app,
-           schema: {type: string, minLength: 1, maxLength: 64}}
+           schema: {type: string, pattern: "^[a-z][a-z0-9-]{0,28}[a-z0-9]$"}}
         - {in: query, name: action, required: false, description: Only this action,
            schema: {enum: [app.create, app.destroy, config.change, deploy, rollback, scale,
                            restart, capsule.create, capsule.destroy, capsule.attach,
@@ -57,6 +56,6 @@ def list_audit_events():
         400: BadRequest
     """
     limit, offset = page_args()
-    events, total = audit.list_events(db_session(), current_user(), app=_filter("app"),
-                                      action=_filter("action"), limit=limit, offset=offset)
+    events, total = audit.list_events(db_session(), current_user(), app=_app_filter(),
+                                      action=request.args.get("action"), limit=limit, offset=offset)
     return page([event_json(e) for e in events], total, limit, offset)
