@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     keep_releases: int = 5
     # `slipway run` containers are killed after this many seconds.
     run_timeout: int = 3600
+    # Let an app whose image runs as root (its own Dockerfile without USER) run as root;
+    # otherwise it runs as uid 10001, like the images Slipway renders.
+    allow_root: bool = False
 
     # Capsules (managed PostgreSQL and Redis)
     capsule_memory: str = "256m"

@@ -140,6 +140,9 @@ def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> l
                 log=log, timeout=settings.build_timeout,
             )
             timings["build"] = time.monotonic() - started
+            if runtime.run_as(client, image_id, settings.allow_root):
+                log(f"       The image runs as root: Slipway runs it as uid "
+                    f"{runtime.UNPRIVILEGED_USER.split(':')[0]} (SLIPWAY_ALLOW_ROOT=1 allows root)")
             build.image = tag
             build.stack = plan.stack
 
