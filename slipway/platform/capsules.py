@@ -146,7 +146,7 @@ def create_capsule(session: Session, settings: Settings, owner: User, kind: obje
                    name: object) -> Capsule:
     """Record a new capsule (status provisioning); the caller commits, then enqueues
     ``tasks.provision_capsule``. Raises InvalidInput (kind, name) or Conflict (taken name)."""
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a list is no dict key
         raise InvalidInput(f"Unknown capsule kind {str(kind)[:32]!r}: use postgres or redis",
                            field="kind")
     name = validation.capsule_name(name)
