@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     # Processes started by `slipway up` / `slipway web`
     web_workers: int = 2
     web_threads: int = 16
+    # Seconds the web process waits for a client's next bytes (a request body sent
+    # slowly, an answer not read) before it drops the request with 408.
+    client_timeout: float = 60.0
     worker_concurrency: int = 4
 
     # The largest API or dashboard request body (JSON, forms), in bytes: beyond, 413.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import Flask, g, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from slipway.config import Settings, get_settings
 from slipway.platform.db import sessions
@@ -40,6 +40,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        if isinstance(exc, ClientDisconnected):
+            # The body stopped short: the client went away, or stalled past
+            # SLIPWAY_CLIENT_TIMEOUT (the web process's socket timeout).
+            message = "The request body did not arrive in time"
+            return jsonify(error={"code": "request_timeout", "message": message}), 408
         code = (exc.name or "error").lower().replace(" ", "_")
         return jsonify(error={"code": code, "message": exc.description}), exc.code
 

@@ -4,7 +4,7 @@ apispec collects it from the views themselves: each view's docstring carries its
 operation (YAML after ``---``), and the Flask plugin turns the view's URL rule into
 the path. What every authenticated operation has in common is added here once, by
 ``SlipwayPlugin``: the path parameters (typed from the rule's converters), the
-bearer security, the 401 and 429 answers, and 413 and 415 where a body is taken.
+bearer security, the 401 and 429 answers, and 408, 413 and 415 where a body is taken.
 Component schemas live in ``schemas.py``.
 """
 
@@ -62,6 +62,7 @@ class SlipwayPlugin(BasePlugin):
                 operation.setdefault("responses", {})["401"] = "Unauthorized"
                 operation["responses"]["429"] = "TooManyRequests"
             if "requestBody" in operation:
+                operation["responses"]["408"] = "RequestTimeout"
                 operation["responses"]["413"] = "TooLarge"
                 operation["responses"]["415"] = "UnsupportedMediaType"
 

@@ -240,6 +240,7 @@ RESPONSES: dict[str, dict] = {
     "BadRequest": _error("The body is not JSON, not the expected shape, or a query "
                          "argument is out of range"),
     "Unauthorized": _error("No valid API token (send Authorization: Bearer <token>)"),
+    "RequestTimeout": _error("The body stopped arriving for SLIPWAY_CLIENT_TIMEOUT seconds"),
     "TooLarge": _error("The body is larger than SLIPWAY_MAX_BODY_BYTES"),
     "UnsupportedMediaType": _error("The body was not sent as application/json"),
     "TooManyRequests": _error("Too many requests with a wrong token from this address; "
