@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.stack import Stack
 from tests.e2e.test_push_to_deploy import commit
-from tests.support import TEST_LABEL, TEST_RUN
+from tests.support import TEST_LABEL, TEST_RUN, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -141,3 +141,21 @@ def test_an_oversized_push_is_refused_and_the_release_untouched(stack, tmp_path,
         assert "Push rejected: the pushed tree is larger than 2 MB" in push.stderr, push.stderr
     assert stack.git("ls-remote", "slipway", "refs/heads/main", cwd=repo).stdout == before
     assert stack.fetch(name).text == "uid=10001"
+
+
+def test_the_audit_log_records_the_pusher_config_changes_and_rollbacks(stack, tmp_path):
+    push_app(stack, tmp_path / "audited", "audited")
+    stack.slipway("config:set", "--app", "audited", "SECRET_TOKEN=hunter2-value")
+    releases = lambda: stack.slipway("releases", "--app", "audited").stdout  # noqa: E731
+    wait_for(lambda: "v2" in releases() and "succeeded" in releases().splitlines()[1],
+             timeout=60, message="v2 deployed")
+    stack.slipway("rollback", "--app", "audited", "v1")
+
+    out = stack.slipway("audit", "--app", "audited").stdout
+    lines = out.splitlines()
+    actions = [line.split()[2] for line in lines]
+    assert actions == ["rollback", "config.change", "deploy", "app.create"], out
+    assert all(line.split()[1] == "dev@example.com" for line in lines), out
+    assert '"set": ["SECRET_TOKEN"]' in out and "hunter2" not in out
+    assert '"to": 1' in lines[0] and '"release": 3' in lines[0]
+    assert "deploy" in stack.slipway("audit", "--action", "deploy").stdout
