@@ -146,3 +146,15 @@ def test_unicode_config_values_are_kept_byte_for_byte(client, ada):
     response = client.patch("/api/v1/apps/shop/config", json={"GREETING": value}, headers=ada)
     assert response.status_code == 200
     assert client.get("/api/v1/apps/shop/config", headers=ada).json == {"GREETING": value}
+
+
+@pytest.mark.parametrize("body", [b"000zgarbage", b"0001", b"\xff" * 5000, b""])
+def test_a_push_that_is_not_git_talking_is_refused_without_a_crash(settings, ada, body):
+    app = create_app(settings.model_copy(update={"max_push_bytes": 1000}))
+    client = app.test_client()
+    client.post("/api/v1/apps", json={"name": "shop"}, headers=ada)
+    token = ada["Authorization"].split()[1]
+    basic = {"Authorization": "Basic " + base64.b64encode(f"x:{token}".encode()).decode(),
+             "Content-Type": "application/x-git-receive-pack-request"}
+    response = client.post("/git/shop.git/git-receive-pack", data=body, headers=basic)
+    assert response.status_code < 500

@@ -153,7 +153,12 @@ def _refusal(commands: bytes, message: str) -> Response:
     refs, capabilities = [], b""
     rest = commands
     while len(rest) >= 4 and rest[:4] != b"0000":
-        length = int(rest[:4], 16)
+        try:
+            length = int(rest[:4], 16)
+        except ValueError:  # not git talking: there is nothing more to read
+            break
+        if length < 4:
+            break
         line, rest = rest[4:length], rest[length:]
         command, _, caps = line.rstrip(b"\n").partition(b"\0")
         capabilities = capabilities or caps
@@ -174,9 +179,10 @@ def _refusal(commands: bytes, message: str) -> Response:
 
 
 def _spool_push(limit: int, directory) -> Response | tuple[tempfile.SpooledTemporaryFile, int]:
-    """The push's request body in a temporary file and its size, or a refusal when it is larger than
-    ``limit`` (SLIPWAY_MAX_PUSH_BYTES): then nothing reaches the repository. The rest of
-    an oversized body is read and dropped (up to a bound), so git hears the answer."""
+    """The push's request body in a temporary file and its size, or a refusal when it is
+    larger than ``limit`` (SLIPWAY_MAX_PUSH_BYTES): then nothing reaches the repository.
+    The rest of an oversized body is read and dropped (up to a bound), so git hears the
+    answer."""
     stream = request.stream
     gzipped = bool(request.headers.get("Content-Encoding"))
     commands = b"" if gzipped else _read_commands(stream)
