@@ -147,8 +147,8 @@ def test_the_audit_log_records_the_pusher_config_changes_and_rollbacks(stack, tm
     push_app(stack, tmp_path / "audited", "audited")
     stack.slipway("config:set", "--app", "audited", "SECRET_TOKEN=hunter2-value")
     releases = lambda: stack.slipway("releases", "--app", "audited").stdout  # noqa: E731
-    wait_for(lambda: "v2" in releases() and "succeeded" in releases().splitlines()[1],
-             timeout=60, message="v2 deployed")
+    # Newest first; "*" marks the current release.
+    wait_for(lambda: releases().startswith("* v2 "), timeout=60, message="v2 deployed")
     stack.slipway("rollback", "--app", "audited", "v1")
 
     out = stack.slipway("audit", "--app", "audited").stdout
