@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     keep_releases: int = 5
     # `slipway run` containers are killed after this many seconds.
     run_timeout: int = 3600
+    # Let an app whose image runs as root (its own Dockerfile without USER) run as root;
+    # otherwise it runs as uid 10001, like the images Slipway renders.
+    allow_root: bool = False
 
     # Capsules (managed PostgreSQL and Redis)
     capsule_memory: str = "256m"
@@ -136,7 +139,15 @@ class Settings(BaseSettings):
     # Processes started by `slipway up` / `slipway web`
     web_workers: int = 2
     web_threads: int = 16
+    # Seconds the web process waits for a client's next bytes (a request body sent
+    # slowly, an answer not read) before it drops the request with 408.
+    client_timeout: float = 60.0
     worker_concurrency: int = 4
+
+    # The largest API or dashboard request body (JSON, forms), in bytes: beyond, 413.
+    max_body_bytes: int = 1024 * 1024
+    # The largest git push (the pack, and the pushed tree as the hook sends it), in bytes.
+    max_push_bytes: int = 512 * 1024 * 1024
 
     # Dashboard
     # Send the session cookie only over HTTPS: set it when the dashboard is served over TLS.
@@ -145,6 +156,10 @@ class Settings(BaseSettings):
     # Failed sign-ins per IP address and email before further tries wait out the window.
     login_max_failures: int = 5
     login_window_seconds: int = 300
+    # Requests with a wrong API token (API and git) per client address; beyond them every
+    # token from that address is refused with 429 until the window ends.
+    auth_max_failures: int = 20
+    auth_window_seconds: int = 300
 
     # Runtime logs (`slipway logs`, the dashboard's log view)
     log_tail_max: int = 5000

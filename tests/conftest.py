@@ -58,9 +58,11 @@ def database_url(request, tmp_path):
 
 
 @pytest.fixture
-def settings(tmp_path, monkeypatch, database_url):
-    """Settings for one test: a fresh SLIPWAY_HOME and database."""
+def settings(tmp_path, monkeypatch, database_url, redis_url):
+    """Settings for one test: a fresh SLIPWAY_HOME and database, the session's Redis
+    (counters are kept per SLIPWAY_HOME, so tests do not share them)."""
     monkeypatch.setenv("SLIPWAY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("SLIPWAY_SECRET_KEY", "test-secret-key")
     reset_settings()

@@ -48,11 +48,11 @@ def calls(monkeypatch):
          "release": 3, "created_at": "2026-01-01T00:00:00+00:00"},
     ])
 
-    def scale(session, settings, redis_client, app, body):
+    def scale(session, settings, redis_client, app, body, *, actor):
         made.append(("scale", app.name, body))
         return {"web": body.get("web", 1), "worker": body.get("worker", 1)}, []
 
-    def restart(session, settings, redis_client, app, ptype=None):
+    def restart(session, settings, redis_client, app, ptype=None, *, actor):
         made.append(("restart", app.name, ptype))
         return []
 
@@ -203,7 +203,7 @@ def test_a_good_scale_calls_ps_scale_with_numbers(web, shop, calls):  # noqa: F8
 def test_a_scale_that_fails_to_deploy_shows_why(web, shop, monkeypatch):  # noqa: F811
     from slipway.platform.errors import DeployFailed
 
-    def fail(*args):
+    def fail(*args, **kwargs):
         raise DeployFailed("web did not become healthy in 30 s")
 
     monkeypatch.setattr(ps, "scale", fail)

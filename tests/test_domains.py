@@ -146,7 +146,7 @@ def test_internal_ca_issues_stores_and_routes_certificates(deployed, monkeypatch
     monkeypatch.setattr(settings, "tls", "internal")
     with session_scope(settings.database) as session:
         app = session.query(App).filter_by(name="shop").one()
-        domain_service.add_domain(session, settings, app, "www.shop.test")
+        domain_service.add_domain(session, settings, app, "www.shop.test", actor=None)
         session.commit()
         certificates.ensure_default_domains(session, settings)
         session.commit()
@@ -190,7 +190,7 @@ def test_acme_failure_is_recorded_with_backoff_and_the_old_certificate_keeps_ser
     monkeypatch.setattr(settings, "tls", "internal")
     with session_scope(settings.database) as session:
         app = session.query(App).filter_by(name="shop").one()
-        domain = domain_service.add_domain(session, settings, app, "www.shop.test")
+        domain = domain_service.add_domain(session, settings, app, "www.shop.test", actor=None)
         session.commit()
         assert certificates.issue(session, settings, domain.id)
         monkeypatch.setattr(settings, "tls", "acme")
@@ -220,7 +220,7 @@ def test_tls_off_attaches_no_certificates(deployed, monkeypatch):
     monkeypatch.setattr(settings, "tls", "internal")
     with session_scope(settings.database) as session:
         app = session.query(App).filter_by(name="shop").one()
-        domain = domain_service.add_domain(session, settings, app, "www.shop.test")
+        domain = domain_service.add_domain(session, settings, app, "www.shop.test", actor=None)
         session.commit()
         assert certificates.issue(session, settings, domain.id)
         monkeypatch.setattr(settings, "tls", "off")

@@ -134,7 +134,8 @@ def test_a_scale_that_does_not_come_up_is_not_stored(settings, deployed, redis_u
     with session_scope(settings.database) as session:
         app = session.query(App).filter_by(name="shop").one()
         with pytest.raises(DeployFailed):
-            ps.scale(session, settings, redis.Redis.from_url(redis_url), app, {"web": 3})
+            ps.scale(session, settings, redis.Redis.from_url(redis_url), app, {"web": 3},
+                     actor=None)
     with session_scope(settings.database) as session:
         app = session.query(App).filter_by(name="shop").one()
         assert formation.app_formation(session, app) == {"web": 1, "worker": 1}

@@ -221,51 +221,87 @@ def test_the_document_is_built_once_per_process(app, client):
     assert app.extensions["slipway_openapi"] is cached
 
 
-# Routes that answer without Docker, Redis or Celery: the rest start containers or
-# queue tasks, and are covered by their own e2e tests.
-FUZZED = [
-    "list_apps", "create_app", "get_app", "list_releases", "get_config", "patch_config",
-    "list_builds", "get_build", "list_domains", "add_domain", "remove_domain", "patch_tls",
-    "list_capsules", "get_capsule", "list_backups", "get_formation", "rollback",
-    "restart_processes", "patch_formation",
-]
+# Path parameters that name what exists, so half the cases get past the 404.
+EXISTING = {"name": "shop", "capsule_name": "db", "hostname": "www.shop.test"}
 
 
 @pytest.mark.schemathesis
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_schemathesis_finds_no_server_errors_and_only_declared_responses(app, ada):
-    """Requests generated from the document get declared, conforming answers, never a 5xx."""
+def test_schemathesis_finds_no_server_errors_and_only_declared_responses(settings, document,
+                                                                        monkeypatch):
+    """Requests generated from the whole document get declared, conforming answers, never
+    a 5xx. Routes that reach Docker run against the real engine (listing, removing,
+    starting nothing this run did not make); enqueuing Celery tasks is left out."""
     import schemathesis
     from hypothesis import HealthCheck, given
     from hypothesis import settings as hypothesis_settings
-    from schemathesis.specs.openapi.checks import positive_data_acceptance
+    from schemathesis import GenerationMode
+    from schemathesis.specs.openapi.checks import (
+        negative_data_rejection,
+        positive_data_acceptance,
+    )
 
+    from slipway.platform import tasks
+
+    for task in (tasks.provision_capsule, tasks.deploy, tasks.issue_certificate,
+                 tasks.domains_changed, tasks.build):
+        monkeypatch.setattr(task, "delay", lambda *args, **kwargs: None)
+    # No router runs here: a route change is not waited for. Schemathesis also checks
+    # that wrong tokens are refused, which would soon trip the failure limit.
+    app = create_app(settings.model_copy(update={"route_timeout": 0.1,
+                                                 "auth_max_failures": 10**6}))
+    with session_scope(settings.database) as session:
+        _, token = users.create_user(session, "ada@example.com")
+    auth = {"Authorization": f"Bearer {token}"}
     client = app.test_client()
-    assert client.post("/api/v1/apps", json={"name": "shop"}, headers=ada).status_code == 201
-    schema = schemathesis.openapi.from_wsgi(OPENAPI_PATH, app).include(operation_id=FUZZED)
+
+    def ensure_state() -> None:
+        # Cases may destroy what they name (DELETE /apps/shop): bring it back each time.
+        if client.get("/api/v1/apps/shop", headers=auth).status_code == 404:
+            client.post("/api/v1/apps", json={"name": "shop"}, headers=auth)
+            client.post("/api/v1/apps/shop/domains", json={"hostname": "www.shop.test"},
+                        headers=auth)
+        if client.get("/api/v1/capsules/db", headers=auth).status_code == 404:
+            client.post("/api/v1/capsules", json={"kind": "redis", "name": "db"}, headers=auth)
+
+    schema = schemathesis.openapi.from_wsgi(OPENAPI_PATH, app)
     tried = []
     for result in schema.get_all_operations():
         operation = result.ok()
-        # Half the cases aim at an app that exists, so they get past the 404.
-        fixed = {"name": "shop"} if operation.path.startswith("/api/v1/apps/{name}") else None
-        strategies = [operation.as_strategy()]
+        ensure_state()
+        existing = {**EXISTING, "name": "db"} if operation.path.startswith(
+            "/api/v1/capsules/") else EXISTING
+        fixed = {p["name"]: existing[p["name"]]
+                 for p in operation.definition.raw.get("parameters", [])
+                 if p.get("in") == "path" and p["name"] in existing}
+        # Valid requests, and invalid ones (which must get a 4xx, never a 5xx).
+        strategies = [operation.as_strategy(), operation.as_strategy(GenerationMode.NEGATIVE)]
         if fixed:
-            strategies.append(operation.as_strategy(path_parameters=fixed))
+            strategies += [operation.as_strategy(path_parameters=fixed),
+                           operation.as_strategy(GenerationMode.NEGATIVE,
+                                                 path_parameters=fixed)]
         for strategy in strategies:
 
             @given(case=strategy)
-            @hypothesis_settings(max_examples=25, deadline=None, database=None,
+            @hypothesis_settings(max_examples=20, deadline=None, database=None,
                                  suppress_health_check=list(HealthCheck))
             def check(case):
+                if case.query and case.query.get("follow") in ("1", "true"):
+                    case.query["follow"] = "0"  # a followed log never ends
                 # Not positive_data_acceptance: a valid request can still meet the app's
-                # state ("push it first" is a 422 to scaling an app never pushed).
+                # state ("push it first" is a 422 to scaling an app never pushed). Nor
+                # negative_data_rejection: unknown query arguments are ignored, not refused.
                 response = case.call_and_validate(
-                    headers=ada, excluded_checks=[positive_data_acceptance])
-                assert response.status_code < 500, (case.method, case.formatted_path)
+                    headers=auth,
+                    excluded_checks=[positive_data_acceptance, negative_data_rejection])
+                assert response.status_code < 500, (case.method, case.formatted_path,
+                                                     response.text[:500])
 
             check()
         tried.append(operation.definition.raw["operationId"])
-    assert sorted(tried) == sorted(FUZZED)
+    # Schemathesis leaves out the document's own path; tests above cover it.
+    documented = {op["operationId"] for _, _, op in operations(document)}
+    assert set(tried) == documented - {"openapi_document"}
 
 
 @pytest.mark.parametrize(("pattern", "validator", "samples"), [

@@ -20,4 +20,13 @@ def main() -> None:
 
 
 # Each module registers its verbs on `cli`.
-from slipway.cli import apps, capsules, client, domains, logs, ps, server  # noqa: E402,F401
+from slipway.cli import (  # noqa: E402,F401
+    apps,
+    audit,
+    capsules,
+    client,
+    domains,
+    logs,
+    ps,
+    server,
+)

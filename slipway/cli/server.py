@@ -43,12 +43,21 @@ def web(migrate: bool) -> None:
         run_migrations(settings.database)
     flask_app = create_app(settings)
 
+    def pre_request(worker, req) -> None:
+        # gthread waits for a new connection's first bytes without a thread, but then
+        # reads the request in one: a client that stalls mid-body (or stops reading
+        # the answer) would hold that thread for good. Each socket wait is bounded.
+        sock = getattr(getattr(req, "unreader", None), "sock", None)
+        if sock is not None:
+            sock.settimeout(settings.client_timeout)
+
     class Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{settings.web_host}:{settings.web_port}")
             self.cfg.set("workers", settings.web_workers)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", settings.web_threads)
+            self.cfg.set("pre_request", pre_request)
             # Pushes stream build logs for as long as the build runs.
             self.cfg.set("timeout", settings.build_timeout + 120)
             self.cfg.set("accesslog", "-")

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-from slipway.platform import validation
+from slipway.platform import audit, validation
 from slipway.platform.db import paginate
 from slipway.platform.errors import Conflict, NotFound
 from slipway.platform.models import App, User
@@ -20,11 +20,16 @@ def create_app(session: Session, owner: User, name: object) -> App:
     app = App(name=name, owner=owner)
     session.add(app)
     session.flush()
+    audit.record(session, owner, "app.create", target_kind="app", target_name=name, app=app)
     return app
 
 
 def get_app(session: Session, user: User, name: str) -> App:
-    """The app ``name`` if ``user`` may see it; NotFound otherwise, also for others' apps."""
+    """The app ``name`` if ``user`` may see it; NotFound otherwise, also for others' apps
+    and for what is no app name at all (never looked up: PostgreSQL refuses NUL)."""
+    if not validation.is_name(name):
+        raise NotFound("No app by that name: app names are 2-30 lowercase letters, digits "
+                       "and dashes", field="name")
     app = session.scalar(select(App).where(App.name == name))
     if app is None or not (user.is_admin or app.owner_id == user.id):
         raise NotFound(f"No app named {name}")

@@ -19,14 +19,14 @@ from slipway.builder.detect import detect
 from slipway.builder.images import resolve_base_image
 from slipway.builder.plan import BuildError
 from slipway.config import Settings
-from slipway.platform import healthchecks, leases, runtime
+from slipway.platform import audit, healthchecks, leases, runtime
 from slipway.platform.apps import app_url
 from slipway.platform.config_vars import get_config
 from slipway.platform.db import paginate, session_scope
 from slipway.platform.deploy import app_lock, deploy_release
 from slipway.platform.errors import NotFound, SlipwayError
 from slipway.platform.logstream import LogWriter, build_log_key
-from slipway.platform.models import App, Build, BuildStatus, utcnow
+from slipway.platform.models import App, Build, BuildStatus, User, utcnow
 from slipway.platform.releases import create_release
 
 logger = logging.getLogger(__name__)
@@ -162,6 +162,9 @@ def _run(
             log=log, timeout=settings.build_timeout,
         )
         timings["build"] = time.monotonic() - started
+        if runtime.run_as(client, image_id, settings.allow_root):
+            log(f"       The image runs as root: Slipway runs it as uid "
+                f"{runtime.UNPRIVILEGED_USER.split(':')[0]} (SLIPWAY_ALLOW_ROOT=1 allows root)")
         build.image = tag
         build.stack = plan.stack
 
@@ -177,6 +180,10 @@ def _run(
             build_id=build.id,
             user_id=build.user_id,
         )
+        pusher = session.get(User, build.user_id) if build.user_id else None
+        audit.record(session, pusher, "deploy", target_kind="app", target_name=app.name,
+                     app=app, details={"release": release.version, "build": build.id,
+                                       "commit": build.commit})
         session.commit()
         log.step(f"Releasing v{release.version}")
         old, deploy_timings = deploy_release(session, settings, redis_client, release, log)

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-from slipway.platform import runtime, validation
+from slipway.platform import audit, runtime, validation
 from slipway.platform.db import paginate
 from slipway.platform.errors import BadRequest, Conflict, DeployFailed, InvalidInput
 from slipway.platform.errors import NotFound as Missing
@@ -146,7 +146,7 @@ def create_capsule(session: Session, settings: Settings, owner: User, kind: obje
                    name: object) -> Capsule:
     """Record a new capsule (status provisioning); the caller commits, then enqueues
     ``tasks.provision_capsule``. Raises InvalidInput (kind, name) or Conflict (taken name)."""
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a list is no dict key
         raise InvalidInput(f"Unknown capsule kind {str(kind)[:32]!r}: use postgres or redis",
                            field="kind")
     name = validation.capsule_name(name)
@@ -158,11 +158,17 @@ def create_capsule(session: Session, settings: Settings, owner: User, kind: obje
     )
     session.add(capsule)
     session.flush()
+    audit.record(session, owner, "capsule.create", target_kind="capsule", target_name=name,
+                 details={"kind": kind})
     return capsule
 
 
 def get_capsule(session: Session, user: User, name: str) -> Capsule:
-    """The capsule ``name`` if ``user`` may see it; NotFound otherwise, also for others'."""
+    """The capsule ``name`` if ``user`` may see it; NotFound otherwise, also for others'
+    and for what is no capsule name at all."""
+    if not validation.is_name(name):
+        raise Missing("No capsule by that name: capsule names are 2-30 lowercase letters, "
+                      "digits and dashes", field="name")
     capsule = session.scalar(select(Capsule).where(Capsule.name == name))
     if capsule is None or not (user.is_admin or capsule.owner_id == user.id):
         raise Missing(f"No capsule named {name}")
@@ -216,6 +222,8 @@ def attach(session: Session, settings: Settings, app: App, capsule: Capsule, ali
                            f"{existing.capsule.name}", field="as")
     session.add(CapsuleAttachment(capsule_id=capsule.id, app_id=app.id, alias=alias))
     session.flush()
+    audit.record(session, user, "capsule.attach", target_kind="capsule", target_name=capsule.name,
+                 app=app, details={"as": alias})
     return _redeploy(session, settings, app, user, f"Attach {capsule.name} as {alias}_URL")
 
 
@@ -229,6 +237,8 @@ def detach(session: Session, settings: Settings, app: App, capsule: Capsule,
         if existing.capsule_id == capsule.id:
             session.delete(existing)
             session.flush()
+            audit.record(session, user, "capsule.detach", target_kind="capsule",
+                         target_name=capsule.name, app=app, details={"as": existing.alias})
             return _redeploy(session, settings, app, user,
                              f"Detach {capsule.name} ({existing.alias}_URL)")
     raise Missing(f"Capsule {capsule.name} is not attached to {app.name}")
@@ -278,7 +288,7 @@ def capsule_networks(session: Session, settings: Settings, app: App) -> list[str
 
 
 def destroy_capsule(session: Session, settings: Settings, capsule: Capsule,
-                    confirm: object) -> None:
+                    confirm: object, *, actor: User | None) -> None:
     """Remove a capsule: container, network, volume and row. Its data is gone.
 
     Raises BadRequest unless ``confirm`` is the capsule's name, Conflict while apps
@@ -292,6 +302,8 @@ def destroy_capsule(session: Session, settings: Settings, capsule: Capsule,
         names = ", ".join(name for name, _ in apps)
         raise Conflict(f"Capsule {capsule.name} is attached to {names}: detach it first")
     name = capsule.name
+    audit.record(session, actor, "capsule.destroy", target_kind="capsule", target_name=name,
+                 owner_id=capsule.owner_id, details={"kind": capsule.kind})
     session.delete(capsule)
     session.commit()
     remove_docker_objects(runtime.docker_client(), settings, name)

@@ -51,6 +51,7 @@ def process_spec(
         pids=settings.container_pids,
         labels=settings.labels,
         suffix=secrets.token_hex(3),
+        user=runtime.run_as(runtime.docker_client(), release.image, settings.allow_root),
     )
 
 

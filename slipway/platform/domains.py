@@ -6,9 +6,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-from slipway.platform import validation
+from slipway.platform import audit, validation
 from slipway.platform.errors import Conflict, NotFound
-from slipway.platform.models import App, AppTls, Domain
+from slipway.platform.models import App, AppTls, Domain, User
 
 
 def default_host(settings: Settings, app_name: str) -> str:
@@ -22,7 +22,8 @@ def list_domains(session: Session, app: App) -> list[Domain]:
         select(Domain).where(Domain.app_id == app.id).order_by(Domain.custom, Domain.hostname)))
 
 
-def add_domain(session: Session, settings: Settings, app: App, hostname: object) -> Domain:
+def add_domain(session: Session, settings: Settings, app: App, hostname: object, *,
+               actor: User | None) -> Domain:
     """Route ``hostname`` to ``app`` (status ``none`` until a certificate is asked for).
 
     Raises InvalidInput for a malformed name; Conflict when the name is taken by
@@ -50,6 +51,7 @@ def add_domain(session: Session, settings: Settings, app: App, hostname: object)
     domain = Domain(app=app, hostname=host, custom=True)
     session.add(domain)
     session.flush()
+    audit.record(session, actor, "domain.add", target_kind="domain", target_name=host, app=app)
     return domain
 
 
@@ -74,12 +76,13 @@ def get_any_domain(session: Session, app: App, hostname: object) -> Domain:
     return domain
 
 
-def remove_domain(session: Session, app: App, hostname: object) -> str:
+def remove_domain(session: Session, app: App, hostname: object, *, actor: User | None) -> str:
     """Stop routing a custom domain to ``app``; return its host name. Raises NotFound."""
     domain = get_domain(session, app, hostname)
     host = domain.hostname
     session.delete(domain)
     session.flush()
+    audit.record(session, actor, "domain.remove", target_kind="domain", target_name=host, app=app)
     return host
 
 

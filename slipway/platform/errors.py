@@ -54,6 +54,27 @@ class Conflict(SlipwayError):
     status = 409
 
 
+class TooLarge(SlipwayError):
+    code = "too_large"
+    status = 413
+
+
+class UnsupportedMediaType(SlipwayError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class TooManyRequests(SlipwayError):
+    """Too many failures from one client; it may try again after ``retry_after`` seconds."""
+
+    code = "too_many_requests"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
 class DeployFailed(SlipwayError):
     """A release could not be started; the running release keeps serving."""
 

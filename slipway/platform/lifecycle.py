@@ -7,7 +7,7 @@ import logging
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-from slipway.platform import config_vars, releases, repos, routing, runtime
+from slipway.platform import audit, config_vars, releases, repos, routing, runtime
 from slipway.platform.logstream import connect
 from slipway.platform.models import App, Release, User
 from slipway.router.errors import RouterError
@@ -39,16 +39,24 @@ def release_config_change(
             port=current.port, healthchecks=current.healthchecks, description=described[:255],
             user_id=user.id,
         )
+    # Keys only: values are secrets.
+    audit.record(session, user, "config.change", target_kind="app", target_name=app.name,
+                 app=app, details={
+                     "set": sorted(k for k, v in changes.items() if v is not None),
+                     "unset": sorted(k for k, v in changes.items() if v is None),
+                     "release": release.version if release is not None else None,
+                 })
     session.commit()
     if release is not None:
         tasks.deploy.delay(release.id)
     return config, release
 
 
-def destroy_app(session: Session, settings: Settings, app: App) -> None:
+def destroy_app(session: Session, settings: Settings, app: App, *, actor: User | None) -> None:
     """Remove an app: its containers, route, network, images, repository and rows."""
     client = runtime.docker_client()
     name = app.name
+    audit.record(session, actor, "app.destroy", target_kind="app", target_name=name, app=app)
     app.current_release_id = None  # the row points at a release that goes with it
     session.commit()
     session.delete(app)

@@ -277,3 +277,31 @@ class CapsuleAttachment(Base):
 
     capsule: Mapped[Capsule] = relationship(back_populates="attachments")
     app: Mapped[App] = relationship()
+
+
+# --- Audit log (issue 7) -------------------------------------------------------
+
+
+class AuditEvent(Base):
+    """Who did what, when: one row per change a user made. Never holds a secret.
+
+    The actor's email and the target's name are snapshots, so an event still reads
+    right after the user, app or capsule is gone. ``owner_id`` is the owner of what
+    was changed, so owners see what an admin did to their things.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    actor_email: Mapped[str | None] = mapped_column(String(320))
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    target_kind: Mapped[str] = mapped_column(String(16))
+    target_name: Mapped[str] = mapped_column(String(253))
+    # The app the event is about (also for capsule attachments and domains), for app=.
+    app: Mapped[str | None] = mapped_column(String(30), index=True)
+    details: Mapped[dict] = mapped_column(JSON, default=dict)

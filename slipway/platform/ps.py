@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from slipway.config import Settings
-from slipway.platform import capsules, config_vars, formation, releases, runtime
+from slipway.platform import audit, capsules, config_vars, formation, releases, runtime
 from slipway.platform.deploy import app_lock, apply_formation, deploy_release, process_spec
 from slipway.platform.errors import DeployFailed, InvalidInput, NotFound
 from slipway.platform.models import App, Release, User
@@ -118,6 +118,7 @@ def list_processes(session: Session, settings: Settings, app: App) -> list[dict]
 
 def scale(
     session: Session, settings: Settings, redis_client: redis.Redis, app: App, body: object,
+    *, actor: User | None,
 ) -> tuple[dict[str, int], list[str]]:
     """Validate and store new scales, then apply them at once.
 
@@ -144,12 +145,15 @@ def scale(
             session.commit()
             raise
         mark_retiring(redis_client, settings, retired)
+        audit.record(session, actor, "scale", target_kind="app", target_name=app.name, app=app,
+                     details={"formation": changes})
+        session.commit()
     return formation.app_formation(session, app), retired
 
 
 def restart(
     session: Session, settings: Settings, redis_client: redis.Redis, app: App,
-    ptype: object = None,
+    ptype: object = None, *, actor: User | None,
 ) -> list[str]:
     """Replace the containers of one process type (or all): new ones first, then the switch."""
     release = app.current_release
@@ -166,6 +170,9 @@ def restart(
         retired = apply_formation(session, settings, redis_client, app,
                                   replace=types if ptype is None else [ptype])
         mark_retiring(redis_client, settings, retired)
+        audit.record(session, actor, "restart", target_kind="app", target_name=app.name,
+                     app=app, details={"type": ptype})
+        session.commit()
         return retired
 
 
@@ -286,6 +293,8 @@ def rollback(
             processes=target.processes, port=target.port, healthchecks=target.healthchecks,
             description=f"Rollback to v{target_version}", user_id=user.id,
         )
+        audit.record(session, user, "rollback", target_kind="app", target_name=app.name, app=app,
+                     details={"release": release.version, "to": target_version})
         session.commit()
         # Rollbacks skip the release phase: migrations run forward only.
         old, _ = deploy_release(session, settings, redis_client, release, lambda line: None,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
+from slipway.builder.dockerfile import APP_UID
 from slipway.platform.errors import DeployFailed
 from slipway.platform.healthchecks import HealthCheck
 
@@ -25,6 +26,8 @@ LABEL_RELEASE = "slipway.release"
 LABEL_PROCESS = "slipway.process"
 # Processes that run once and exit: the release phase and `slipway run`.
 ONE_OFF_PROCESSES = frozenset({"release", "run"})
+# What an image that would run as root runs as instead (the uid of Slipway's own images).
+UNPRIVILEGED_USER = f"{APP_UID}:{APP_UID}"
 
 
 # A stopping container must let the app's server finish its requests. Docker's
@@ -66,6 +69,7 @@ def container_spec(
     pids: int,
     labels: dict[str, str],
     suffix: str,
+    user: str | None = None,
 ) -> dict:
     """Keyword arguments for ``containers.run`` of one process of a release.
 
@@ -73,6 +77,8 @@ def container_spec(
     the processes it starts, see STOP_ENV) or an argv list
     passed to Docker as it is (``slipway run``). ``web`` alone publishes a port on
     127.0.0.1; one-off processes (``release``, ``run``) are never restarted.
+    ``user`` overrides the image's USER (see ``run_as``). Never privileged, no
+    capabilities, no mounts (so never the Docker socket), one network per app.
     """
     if isinstance(command, list):
         argv = command
@@ -80,7 +86,7 @@ def container_spec(
         # Procfile commands are shell commands (they expand $PORT), as on Heroku.
         argv = ["/bin/sh", "-c", SHELL_PREFIX + command] if command else None
     one_off = process in ONE_OFF_PROCESSES
-    return {
+    spec = {
         "image": image,
         "command": argv,
         "name": f"slipway-{app}-{process}-v{version}-{suffix}",
@@ -102,6 +108,35 @@ def container_spec(
         "init": True,
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
     }
+    if user is not None:
+        spec["user"] = user
+    return spec
+
+
+def is_root(user: str) -> bool:
+    """Whether an image's USER (``""``, ``root``, ``0``, ``0:0``, ``root:staff``...) is root."""
+    name = user.strip().split(":", 1)[0]
+    return name in ("", "root", "0")
+
+
+_image_users: dict[str, str] = {}
+
+
+def run_as(client: docker.DockerClient, image: str, allow_root: bool) -> str | None:
+    """The user to run ``image`` as: None (its own USER) unless that is root and root is
+    not allowed (SLIPWAY_ALLOW_ROOT), then UNPRIVILEGED_USER. An image Docker does not
+    know counts as root, so the answer errs on the safe side."""
+    if allow_root:
+        return None
+    user = _image_users.get(image)
+    if user is None:
+        try:
+            user = client.api.inspect_image(image)["Config"].get("User") or ""
+        except DockerException:
+            return UNPRIVILEGED_USER
+        if image.startswith("sha256:"):  # an id names the same image forever
+            _image_users[image] = user
+    return UNPRIVILEGED_USER if is_root(user) else None
 
 
 def ensure_network(

@@ -9,7 +9,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from slipway.platform import validation
+from slipway.platform import audit, validation
 from slipway.platform.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from slipway.platform.models import ApiToken, User, utcnow
 from slipway.platform.secrets import hash_token, new_token
@@ -29,9 +29,17 @@ def create_user(session: Session, email: str, *, admin: bool = False) -> tuple[U
 def create_token(session: Session, user: User, *, name: str = "") -> str:
     """Make a token for ``user``; the returned token is the only copy of it."""
     token = new_token()
-    session.add(ApiToken(user=user, name=name[:100], token_hash=hash_token(token), hint=token[:8]))
+    row = ApiToken(user=user, name=name[:100], token_hash=hash_token(token), hint=token[:8])
+    session.add(row)
     session.flush()
+    audit.record(session, user, "token.create", target_kind="token", target_name=_token_label(row),
+                 details={"id": row.id})
     return token
+
+
+def _token_label(row: ApiToken) -> str:
+    # The hint is the token's public prefix (shown in the dashboard too), never the secret part.
+    return f"{row.name or 'token'} ({row.hint}…)"
 
 
 def authenticate(session: Session, token: str | None) -> User:
@@ -118,5 +126,7 @@ def revoke_token(session: Session, user: User, token_id: int) -> ApiToken:
         raise NotFound(f"No token {token_id}")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        audit.record(session, user, "token.revoke", target_kind="token",
+                     target_name=_token_label(row), details={"id": row.id})
     session.flush()
     return row

@@ -16,6 +16,12 @@ MAX_CONFIG_KEY = 256
 MAX_CONFIG_VALUE = 32 * 1024
 
 
+def is_name(value: object) -> bool:
+    """Whether ``value`` follows the app and capsule name rule."""
+    return isinstance(value, str) and APP_NAME.fullmatch(value) is not None \
+        and not value.endswith("-")
+
+
 def app_name(value: object) -> str:
     if not isinstance(value, str) or not APP_NAME.fullmatch(value) or value.endswith("-"):
         raise InvalidInput(

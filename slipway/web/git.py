@@ -19,10 +19,10 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from slipway.platform import apps as app_service
 from slipway.platform import builds as build_service
 from slipway.platform import repos, tasks
-from slipway.platform.errors import BadRequest, NotFound, SlipwayError, Unauthorized
+from slipway.platform.errors import BadRequest, NotFound, SlipwayError, TooLarge, Unauthorized
 from slipway.platform.logstream import END, build_log_key, connect, follow
 from slipway.platform.models import App, User
-from slipway.web.app import db_session, settings
+from slipway.web.app import db_session, error_headers, settings
 from slipway.web.auth import authenticate_basic
 
 bp = Blueprint("git", __name__, url_prefix="/git")
@@ -46,7 +46,7 @@ def _unauthorized(exc: Unauthorized):
 
 @bp.errorhandler(SlipwayError)
 def _git_error(exc: SlipwayError):
-    return Response(exc.message + "\n", exc.status, mimetype="text/plain")
+    return Response(exc.message + "\n", exc.status, error_headers(exc), mimetype="text/plain")
 
 
 def _find_app(name: str) -> tuple[App, User]:
@@ -82,11 +82,17 @@ def smart_http(name: str, service: str):
         env["CONTENT_LENGTH"] = str(request.content_length)
     db_session().close()  # a push can take minutes; don't hold a connection
 
+    source = request.stream
+    if service == "git-receive-pack" and request.method == "POST":
+        spooled = _spool_push(s.max_push_bytes, s.builds_dir)
+        if isinstance(spooled, Response):
+            return spooled
+        source, env["CONTENT_LENGTH"] = spooled[0], str(spooled[1])
     proc = subprocess.Popen(
         [shutil.which("git") or "git", "http-backend"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
     )
-    threading.Thread(target=_feed, args=(request.stream, proc.stdin), daemon=True).start()
+    threading.Thread(target=_feed, args=(source, proc.stdin), daemon=True).start()
     status, headers = _read_cgi_headers(proc.stdout)
 
     def body():
@@ -108,10 +114,99 @@ def _feed(source, sink) -> None:
     except (BrokenPipeError, OSError):
         pass
     finally:
+        for stream in (sink, source):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def _read_commands(stream, limit: int = 64 * 1024) -> bytes:
+    """The pkt-lines of a receive-pack request up to its first flush (the ref updates)."""
+    data = b""
+    while len(data) < limit:
+        size = stream.read(4)
+        if len(size) < 4:
+            break
+        data += size
         try:
-            sink.close()
-        except OSError:
-            pass
+            length = int(size, 16)
+        except ValueError:
+            break
+        if length == 0:
+            break
+        data += stream.read(max(length - 4, 0))
+    return data
+
+
+def _drain(stream, most: int) -> None:
+    """Read and drop what is left of a refused body (at most ``most`` bytes): a client
+    still sending would otherwise see a broken pipe instead of the answer."""
+    drained = 0
+    while drained < most and (chunk := stream.read(CHUNK)):
+        drained += len(chunk)
+
+
+def _refusal(commands: bytes, message: str) -> Response:
+    """A receive-pack answer that rejects every ref of the push, so git shows ``message``
+    as ``remote:`` text and each ref as ``[remote rejected]``."""
+    refs, capabilities = [], b""
+    rest = commands
+    while len(rest) >= 4 and rest[:4] != b"0000":
+        try:
+            length = int(rest[:4], 16)
+        except ValueError:  # not git talking: there is nothing more to read
+            break
+        if length < 4:
+            break
+        line, rest = rest[4:length], rest[length:]
+        command, _, caps = line.rstrip(b"\n").partition(b"\0")
+        capabilities = capabilities or caps
+        if len(command.split()) == 3:
+            refs.append(command.split()[2])
+
+    def pkt(payload: bytes) -> bytes:
+        return b"%04x" % (len(payload) + 4) + payload
+
+    reason = b"push too large"
+    report = pkt(b"unpack " + reason + b"\n")
+    report += b"".join(pkt(b"ng " + ref + b" " + reason + b"\n") for ref in refs) + b"0000"
+    if b"side-band" in capabilities:
+        body = pkt(b"\x02" + message.encode() + b"\n") + pkt(b"\x01" + report) + b"0000"
+    else:
+        body = report
+    return Response(body, 200, mimetype="application/x-git-receive-pack-result")
+
+
+def _spool_push(limit: int, directory) -> Response | tuple[tempfile.SpooledTemporaryFile, int]:
+    """The push's request body in a temporary file and its size, or a refusal when it is
+    larger than ``limit`` (SLIPWAY_MAX_PUSH_BYTES): then nothing reaches the repository.
+    The rest of an oversized body is read and dropped (up to a bound), so git hears the
+    answer."""
+    stream = request.stream
+    gzipped = bool(request.headers.get("Content-Encoding"))
+    commands = b"" if gzipped else _read_commands(stream)
+    declared = request.content_length
+    size = len(commands)
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, dir=directory)
+    spool.write(commands)
+    if declared is None or declared <= limit:
+        while chunk := stream.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                break
+            spool.write(chunk)
+    if (declared or 0) > limit or size > limit:
+        spool.close()
+        _drain(stream, 4 * limit)
+        megabytes = limit / (1024 * 1024)
+        message = (f"Push rejected: it is larger than {megabytes:g} MB "
+                   f"(SLIPWAY_MAX_PUSH_BYTES); the running release is untouched")
+        if gzipped:
+            raise TooLarge(message)
+        return _refusal(commands, message)
+    spool.seek(0)
+    return spool, size
 
 
 def _read_cgi_headers(stream) -> tuple[int, list[tuple[str, str]]]:
@@ -154,6 +249,11 @@ def hook_build(name: str):
         raise BadRequest("Invalid base commit id", field="base")
 
     s = settings()
+    if (request.content_length or 0) > s.max_push_bytes:
+        _drain(request.stream, 4 * s.max_push_bytes)  # so the hook hears the answer
+        raise TooLarge(f"Push rejected: the pushed tree is larger than "
+                       f"{s.max_push_bytes / (1024 * 1024):g} MB (SLIPWAY_MAX_PUSH_BYTES); "
+                       f"the running release is untouched")
     session = db_session()
     app = session.query(App).filter_by(name=name).one_or_none()
     if app is None:

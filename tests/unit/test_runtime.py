@@ -1,4 +1,14 @@
-from slipway.platform.runtime import address, container_spec, network_name
+import pytest
+from docker.errors import NotFound
+
+from slipway.platform.runtime import (
+    UNPRIVILEGED_USER,
+    address,
+    container_spec,
+    is_root,
+    network_name,
+    run_as,
+)
 
 
 def spec(**overrides):
@@ -107,3 +117,64 @@ def test_no_address_without_an_ip_on_the_network_or_a_published_port():
     assert address(listed({"slipway-i1-shop": {"IPAddress": "172.18.0.5"}}, []),
                    "slipway-i1-shop") is None
     assert address({}, "slipway-i1-shop") is None
+
+
+# --- What no app container may get (issue 7) -------------------------------------
+
+FORBIDDEN_KEYS = {"privileged", "volumes", "mounts", "devices", "cap_add", "pid_mode",
+                  "ipc_mode", "userns_mode", "network_mode", "volumes_from", "device_requests"}
+
+
+@pytest.mark.parametrize("process", ["web", "worker", "clock", "release", "run"])
+@pytest.mark.parametrize("user", [None, UNPRIVILEGED_USER])
+def test_no_container_is_privileged_or_gets_the_docker_socket(process, user):
+    result = spec(process=process, user=user,
+                  env={"DOCKER_HOST": "unix:///var/run/docker.sock", "X": "/var/run"})
+    assert FORBIDDEN_KEYS.isdisjoint(result), FORBIDDEN_KEYS & set(result)
+    assert result["cap_drop"] == ["ALL"]
+    assert result["security_opt"] == ["no-new-privileges:true"]
+    assert result["pids_limit"] == 256 and result["mem_limit"] == "512m"
+    assert result["nano_cpus"] == 1_000_000_000
+    assert result["network"] == network_name("i1", "shop")
+    # The socket path can reach the container only as a string in its environment.
+    without_env = {k: v for k, v in result.items() if k != "environment"}
+    assert "docker.sock" not in repr(without_env)
+    assert result.get("user") == user
+
+
+@pytest.mark.parametrize(("user", "root"), [
+    ("", True), ("root", True), ("0", True), ("0:0", True), ("root:staff", True),
+    (" root ", True), ("10001", False), ("10001:10001", False), ("app", False),
+    ("node:node", False), ("1000:0", False),
+])
+def test_is_root(user, root):
+    assert is_root(user) is root
+
+
+class FakeApi:
+    """Docker's image inspection, answering a fixed USER (or that the image is unknown)."""
+
+    def __init__(self, user):
+        self.user = user
+        self.calls = 0
+
+    def inspect_image(self, image):
+        self.calls += 1
+        if self.user is None:
+            raise NotFound("no such image")
+        return {"Config": {"User": self.user}}
+
+
+class FakeClient:
+    def __init__(self, user):
+        self.api = FakeApi(user)
+
+
+@pytest.mark.parametrize(("image_user", "allow_root", "expected"), [
+    ("", False, UNPRIVILEGED_USER), ("root", False, UNPRIVILEGED_USER),
+    ("10001", False, None), ("app", False, None), (None, False, UNPRIVILEGED_USER),
+    ("", True, None), ("root", True, None),
+])
+def test_root_images_run_unprivileged_unless_allowed(image_user, allow_root, expected):
+    client = FakeClient(image_user)
+    assert run_as(client, f"sha256:{image_user}-{allow_root}", allow_root) == expected

@@ -5,6 +5,7 @@ One module per noun registers its routes on the shared blueprint.
 
 from slipway.web.api import (  # noqa: F401 - registers the routes
     apps,
+    audit,
     capsules,
     domains,
     formation,

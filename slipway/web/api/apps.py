@@ -139,7 +139,7 @@ def delete_app(name: str):
     """
     session = db_session()
     app = app_service.get_app(session, current_user(), name)
-    destroy_app(session, settings(), app)
+    destroy_app(session, settings(), app, actor=current_user())
     return "", 204
 
 

@@ -130,7 +130,8 @@ def delete_capsule(name: str):
     capsule = capsule_service.get_capsule(session, current_user(), name)
     body = json_body()
     confirm = body.get("confirm") if isinstance(body, dict) else None
-    capsule_service.destroy_capsule(session, settings(), capsule, confirm)
+    capsule_service.destroy_capsule(session, settings(), capsule, confirm,
+                                    actor=current_user())
     return "", 204
 
 

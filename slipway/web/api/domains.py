@@ -58,7 +58,8 @@ def add_domain(name: str):
         raise BadRequest("Send a JSON object with the domain's hostname")
     session = db_session()
     app = app_service.get_app(session, current_user(), name)
-    domain = domain_service.add_domain(session, settings(), app, body.get("hostname"))
+    domain = domain_service.add_domain(session, settings(), app, body.get("hostname"),
+                                       actor=current_user())
     session.commit()
     domain_service.publish_change(app)
     response = jsonify(domain_service.domain_dict(domain))
@@ -81,7 +82,7 @@ def remove_domain(name: str, hostname: str):
     """
     session = db_session()
     app = app_service.get_app(session, current_user(), name)
-    domain_service.remove_domain(session, app, hostname)
+    domain_service.remove_domain(session, app, hostname, actor=current_user())
     session.commit()
     domain_service.publish_change(app)
     return "", 204

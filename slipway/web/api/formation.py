@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request
+from flask import Response, jsonify
 
 from slipway.platform import apps as app_service
 from slipway.platform import formation as formation_service
@@ -10,7 +10,7 @@ from slipway.platform import ps, tasks
 from slipway.platform.errors import BadRequest
 from slipway.platform.logstream import connect
 from slipway.web.api.apps import release_json
-from slipway.web.api.common import bp, json_body
+from slipway.web.api.common import bp, json_body, optional_json_body
 from slipway.web.app import db_session, settings
 from slipway.web.auth import current_user, require_token
 
@@ -82,7 +82,8 @@ def patch_formation(name: str):
     """
     app = _app(name)
     body = json_body()
-    result, retired = ps.scale(db_session(), settings(), _redis(), app, body)
+    result, retired = ps.scale(db_session(), settings(), _redis(), app, body,
+                                actor=current_user())
     tasks.retire_later(retired)
     return jsonify(result)
 
@@ -106,10 +107,9 @@ def restart_processes(name: str):
         500: ServerError
     """
     app = _app(name)
-    body = request.get_json(silent=True) or {}
-    if not isinstance(body, dict):
-        raise BadRequest('Send a JSON object, e.g. {"type": "web"}')
-    retired = ps.restart(db_session(), settings(), _redis(), app, body.get("type"))
+    body = optional_json_body()
+    retired = ps.restart(db_session(), settings(), _redis(), app, body.get("type"),
+                         actor=current_user())
     tasks.retire_later(retired)
     return jsonify(formation_service.app_formation(db_session(), app))
 
@@ -133,9 +133,7 @@ def rollback(name: str):
         500: ServerError
     """
     app = _app(name)
-    body = request.get_json(silent=True) or {}
-    if not isinstance(body, dict):
-        raise BadRequest('Send a JSON object, e.g. {"version": 3}')
+    body = optional_json_body()
     release, old = ps.rollback(db_session(), settings(), _redis(), app, current_user(),
                                body.get("version"))
     tasks.retire_later(old)

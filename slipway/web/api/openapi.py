@@ -4,7 +4,8 @@ apispec collects it from the views themselves: each view's docstring carries its
 operation (YAML after ``---``), and the Flask plugin turns the view's URL rule into
 the path. What every authenticated operation has in common is added here once, by
 ``SlipwayPlugin``: the path parameters (typed from the rule's converters), the
-bearer security and the 401 answer. Component schemas live in ``schemas.py``.
+bearer security, the 401 and 429 answers, and 408, 413 and 415 where a body is taken.
+Component schemas live in ``schemas.py``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ class SlipwayPlugin(BasePlugin):
             else:
                 operation["security"] = [{SECURITY_SCHEME: []}]
                 operation.setdefault("responses", {})["401"] = "Unauthorized"
+                operation["responses"]["429"] = "TooManyRequests"
+            if "requestBody" in operation:
+                operation["responses"]["408"] = "RequestTimeout"
+                operation["responses"]["413"] = "TooLarge"
+                operation["responses"]["415"] = "UnsupportedMediaType"
 
 
 def build_spec(app: Flask) -> APISpec:

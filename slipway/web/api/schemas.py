@@ -221,10 +221,23 @@ SCHEMAS: dict[str, dict] = {
     }),
     "Restore": _object({"backup": {"type": "string"}}, closed=False),
     "Restored": _object({"restored": {"type": "string", "description": "The backup's name"}}),
+    # --- audit log -------------------------------------------------------------
+    "AuditEvent": _object({
+        "id": {"type": "integer"},
+        "time": TIMESTAMP,
+        "actor": _nullable("string", description="The actor's email; null for the host "
+                                                 "operator (the slipway command on the host)"),
+        "action": {"type": "string", "description": "e.g. app.create, config.change, deploy"},
+        "target": _object({"kind": {"enum": ["app", "capsule", "domain", "token"]},
+                           "name": {"type": "string"}}),
+        "app": _nullable("string", description="The app the event is about"),
+        "details": {"type": "object", "description": "What changed; never a secret (config "
+                                                    "changes list keys, not values)"},
+    }),
 }
 
 # Paginated lists get a schema of their own so views can name them in one word.
-for _item in ("App", "Release", "Build", "Capsule"):
+for _item in ("App", "Release", "Build", "Capsule", "AuditEvent"):
     SCHEMAS[f"{_item}Page"] = page_of(_item)
 
 
@@ -238,6 +251,11 @@ RESPONSES: dict[str, dict] = {
     "BadRequest": _error("The body is not JSON, not the expected shape, or a query "
                          "argument is out of range"),
     "Unauthorized": _error("No valid API token (send Authorization: Bearer <token>)"),
+    "RequestTimeout": _error("The body stopped arriving for SLIPWAY_CLIENT_TIMEOUT seconds"),
+    "TooLarge": _error("The body is larger than SLIPWAY_MAX_BODY_BYTES"),
+    "UnsupportedMediaType": _error("The body was not sent as application/json"),
+    "TooManyRequests": _error("Too many requests with a wrong token from this address; "
+                              "Retry-After says when to try again"),
     "NotFound": _error("No such object, or it belongs to another user"),
     "Conflict": _error("The request conflicts with the current state"),
     "InvalidInput": _error("A field's value is invalid; error.field names it"),

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from slipway.platform.errors import SlipwayError
 from slipway.platform.models import User
-from slipway.web.app import db_session
+from slipway.web.app import db_session, limit_body
 
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/dashboard")
@@ -34,6 +34,9 @@ def csrf_token() -> str:
 @bp.app_context_processor
 def _template_globals() -> dict:
     return {"csrf_token": csrf_token}
+
+
+bp.before_request(limit_body)
 
 
 @bp.before_request

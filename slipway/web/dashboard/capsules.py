@@ -169,7 +169,8 @@ def destroy_capsule(name: str):
               "error")
         return _back(capsule)
     try:
-        capsule_service.destroy_capsule(session_, settings(), capsule, confirm)
+        capsule_service.destroy_capsule(session_, settings(), capsule, confirm,
+                                        actor=g.user)
     except SlipwayError as exc:
         session_.rollback()
         flash(exc.message, "error")

@@ -45,7 +45,8 @@ def domains(name: str):
         return _page(app)
     hostname = request.form.get("hostname", "").strip()[:300]
     try:
-        domain = domain_service.add_domain(session_, settings(), app, hostname)
+        domain = domain_service.add_domain(session_, settings(), app, hostname,
+                                               actor=g.user)
         session_.commit()
     except SlipwayError as exc:
         session_.rollback()
@@ -61,7 +62,8 @@ def remove_domain(name: str):
     session_ = db_session()
     app = app_service.get_app(session_, g.user, name)
     try:
-        host = domain_service.remove_domain(session_, app, request.form.get("hostname", "")[:300])
+        host = domain_service.remove_domain(
+            session_, app, request.form.get("hostname", "")[:300], actor=g.user)
         session_.commit()
     except SlipwayError as exc:
         session_.rollback()

@@ -99,7 +99,8 @@ def scale(name: str):
         formation_service.validate_scale(
             body, formation_service.process_types(app.current_release.processes),
             settings().max_scale)
-        result, retired = ps.scale(db_session(), settings(), _redis(), app, body)
+        result, retired = ps.scale(db_session(), settings(), _redis(), app, body,
+                                        actor=g.user)
     except SlipwayError as exc:
         db_session().rollback()
         return _render(app, error=exc.message, counts=raw, status=exc.status)
@@ -114,7 +115,7 @@ def restart(name: str):
     app = _app(name)
     ptype = request.form.get("type") or None
     try:
-        retired = ps.restart(db_session(), settings(), _redis(), app, ptype)
+        retired = ps.restart(db_session(), settings(), _redis(), app, ptype, actor=g.user)
     except SlipwayError as exc:
         db_session().rollback()
         return _render(app, error=exc.message, status=exc.status)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterator
 
 import redis
@@ -30,6 +29,7 @@ from slipway.platform.errors import InvalidInput, SlipwayError
 from slipway.platform.lifecycle import destroy_app, release_config_change
 from slipway.platform.logstream import END, build_log_key, connect, follow
 from slipway.platform.models import App, BuildStatus, Release
+from slipway.platform.ratelimit import FailureLimit
 from slipway.web.app import db_session, settings
 from slipway.web.dashboard import bp, login_required, sign_in
 
@@ -40,9 +40,10 @@ PAGE_LOG_LINES = 1000  # lines the log view keeps; older ones leave the page
 # --- Sign-in --------------------------------------------------------------------
 
 
-def _attempts_key(email: str) -> str:
-    who = hashlib.sha256(f"{request.remote_addr}|{email.strip().lower()}".encode()).hexdigest()
-    return f"slipway:login-failures:{who[:32]}"
+def _sign_in_limit() -> FailureLimit:
+    s = settings()
+    return FailureLimit(connect(s.redis_url), s.instance_id, "login", limit=s.login_max_failures,
+                        window=s.login_window_seconds)
 
 
 @bp.get("/")
@@ -52,33 +53,28 @@ def index():
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    s = settings()
     error = None
     email = ""
     if request.method == "POST":
         email = request.form.get("email", "")[:320]
         password = request.form.get("password", "")[: users.MAX_PASSWORD_LENGTH]
-        counter = connect(s.redis_url)
-        key = _attempts_key(email)
-        failures = int(counter.get(key) or 0)
-        if failures >= s.login_max_failures:
-            wait = max(counter.ttl(key), 1)
+        limit = _sign_in_limit()
+        who = f"{request.remote_addr}|{email.strip().lower()}"
+        wait = limit.retry_after(who)
+        if wait:
             error = (f"Too many failed sign-ins for this email from your address: "
                      f"try again in {-(-wait // 60)} min")
         else:
             user = users.verify_login(db_session(), email, password)
             if user is not None:
-                counter.delete(key)
+                limit.reset(who)
                 sign_in(user)
                 target = request.args.get("next", "")
                 # Only paths on this site: never an absolute or scheme-relative URL.
                 if not target.startswith("/") or target.startswith("//") or "\\" in target:
                     target = url_for("dashboard.apps")
                 return redirect(target)
-            with counter.pipeline() as pipe:
-                pipe.incr(key)
-                pipe.expire(key, s.login_window_seconds, nx=True)
-                pipe.execute()
+            limit.fail(who)
             error = WRONG_LOGIN
     status = 200 if error is None else (429 if error != WRONG_LOGIN else 401)
     return render_template("dashboard/login.html", error=error, email=email), status
@@ -152,7 +148,7 @@ def destroy(name: str):
     if request.form.get("confirm", "") != app.name:
         flash(f"Type the app's name ({app.name}) to destroy it; nothing was done", "error")
         return redirect(url_for("dashboard.app", name=app.name))
-    destroy_app(db_session(), settings(), app)
+    destroy_app(db_session(), settings(), app, actor=g.user)
     flash(f"Destroyed {name}")
     return redirect(url_for("dashboard.apps"))
 
