@@ -64,15 +64,32 @@ class Settings(BaseSettings):
     # Builds
     build_timeout: int = 900
 
+    # Self-healing
+    # Deploy locks and build heartbeats expire this long after their holder stops
+    # renewing them (a killed worker): then the app deploys again, the build is failed.
+    lease_seconds: float = Field(default=30.0, ge=3)
+    # Seconds between reconcile passes (containers, crash loops, routes, stale builds).
+    reconcile_interval: float = Field(default=10.0, gt=0)
+
     # App containers
     container_memory: str = "512m"
     container_cpus: float = 1.0
     container_pids: int = 256
+    # Health checks of new web containers, unless the app's app.json declares its own:
+    # seconds a container may take to accept connections on PORT (polled every
+    # `health_interval`), the path requested, and, once it answers, how long each
+    # request may take, how many failed answers fail the deploy and the wait between them.
     health_timeout: float = 30.0
     health_interval: float = 0.05
+    health_path: str = Field(default="/", pattern=r"^/[\x21-\x7e]*$")
+    health_request_timeout: float = Field(default=5.0, gt=0)
+    health_attempts: int = Field(default=5, ge=1)
+    health_wait: float = Field(default=1.0, ge=0)
+    # Seconds a stopping container gets between SIGTERM and SIGKILL to finish its requests.
     stop_timeout: int = 10
-    # Old containers keep serving in-flight requests this long after the switch.
-    drain_seconds: float = 2.0
+    # Replaced containers stay up this long after the router stopped sending them
+    # new requests, so requests already sent to them finish before SIGTERM.
+    drain_seconds: float = Field(default=2.0, ge=0)
     route_timeout: float = 10.0
     # Formations: the most containers one process type of an app may be scaled to.
     max_scale: int = 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import socket
 import subprocess
@@ -144,3 +145,97 @@ def start_postgres(workdir: Path) -> tuple[subprocess.Popen, str]:
 
     wait_for(answers, timeout=30, message="postgres")
     return proc, f"postgresql+psycopg://slipway@127.0.0.1:{port}/postgres"
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One request of a ``SteadyLoad``: when it was sent, how long it took, what came back."""
+
+    sent: float  # time.monotonic() when it was sent
+    seconds: float
+    status: int  # 0 for a connection error or timeout
+    error: str = ""
+    # Sent a second time after the server closed its keep-alive connection unanswered.
+    retried: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.status == 0 or self.status >= 500
+
+    @property
+    def aborted(self) -> bool:
+        """The connection was closed or reset before any answer (no 5xx, not refused)."""
+        return self.status == 0 and "Connection aborted" in self.error
+
+
+class SteadyLoad:
+    """Constant-rate GETs from ``clients`` threads, each on its own keep-alive session.
+
+    Every thread sends ``rate / clients`` requests per second on a fixed schedule
+    (a late request goes at once, it is not skipped), so a stall shows up as
+    latency rather than as fewer requests. Connection errors, timeouts and 5xx
+    answers are failures.
+
+    ``retry_aborted`` sends a GET once more when the server closed the connection
+    without answering, as browsers do (RFC 9112 section 9.3.1): an nginx older than
+    1.27.4 (Debian's is 1.22) closes idle keep-alive connections when it reloads,
+    and a request crossing that close is reset before nginx reads it.
+    """
+
+    def __init__(self, url: str, headers: dict[str, str], *, rate: float = 100.0,
+                 clients: int = 4, timeout: float = 10.0, retry_aborted: bool = False) -> None:
+        self.url = url
+        self.headers = headers
+        self.period = clients / rate
+        self.clients = clients
+        self.timeout = timeout
+        self.retry_aborted = retry_aborted
+        self.samples: list[Sample] = []
+        self._done = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> SteadyLoad:
+        for i in range(self.clients):
+            thread = threading.Thread(target=self._run, args=(i * self.period / self.clients,))
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 5)
+
+    def _run(self, offset: float) -> None:
+        import requests
+
+        session = requests.Session()
+        due = time.monotonic() + offset
+        while not self._done.is_set():
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            due += self.period
+            sent = time.monotonic()
+            sample = self._get(session, sent)
+            if sample.aborted and self.retry_aborted:
+                sample = dataclasses.replace(self._get(session, sent), retried=True)
+            self.samples.append(sample)
+        session.close()
+
+    def _get(self, session, sent: float) -> Sample:
+        import requests
+
+        try:
+            response = session.get(self.url, headers=self.headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            return Sample(sent, time.monotonic() - sent, 0, f"{type(exc).__name__}: {exc}"[:300])
+        return Sample(sent, time.monotonic() - sent, response.status_code,
+                      "" if response.status_code < 500 else response.text[:200])
+
+    def between(self, start: float, end: float) -> list[Sample]:
+        """The requests sent from ``start`` to ``end`` (time.monotonic() values)."""
+        return [s for s in self.samples if start <= s.sent < end]
+
+    def failures(self) -> list[Sample]:
+        return [s for s in self.samples if s.failed]

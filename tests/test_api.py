@@ -122,6 +122,22 @@ def test_git_routes_need_a_token_and_a_real_app(client, tokens):
     assert response.status_code == 401
 
 
+def test_the_hook_refuses_a_bad_base_revision_and_queues_nothing(client, tokens, settings):
+    from itsdangerous import URLSafeTimedSerializer
+
+    client.post("/api/v1/apps", json={"name": "shop"}, headers=tokens["ada"])
+    token = URLSafeTimedSerializer(settings.resolved_secret_key(), salt="slipway-hook").dumps(
+        {"app": "shop"})
+    for base in ("", "main", "g" * 40, "a" * 39, "a" * 40 + ";rm"):
+        response = client.post(f"/git/shop.git/slipway-build?commit={'a' * 40}&base={base}",
+                               data=b"", headers={"Authorization": f"Bearer {token}"})
+        # Plain text: the pre-receive hook prints it to the pusher.
+        assert response.status_code == 400
+        assert response.get_data(as_text=True) == "Invalid base commit id\n"
+    builds = client.get("/api/v1/apps/shop/builds", headers=tokens["ada"]).json
+    assert builds["total"] == 0
+
+
 def test_a_build_id_beyond_any_row_is_404_not_a_database_overflow(client, tokens):
     """Found by schemathesis: 2**63 reached SQLite (OverflowError) and PostgreSQL as a 500."""
     client.post("/api/v1/apps", json={"name": "shop"}, headers=tokens["ada"])

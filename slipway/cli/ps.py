@@ -26,6 +26,13 @@ def ps_list(app: str | None) -> None:
         release = f"v{proc['release']}" if proc["release"] else "-"
         click.echo(f"{proc['type']:<10} {proc['state']:<11} {release:<6} {proc['name']:<40} "
                    f"{proc['status']}")
+        if proc.get("state") == "crashed":
+            code = proc.get("exit_code")
+            click.echo(f"  {proc['type']} keeps exiting"
+                       + (f" (last exit status {code})" if code is not None else "")
+                       + f", restarted {proc.get('restarts', 0)} times; last output:")
+            for line in proc.get("last_logs") or ["(no output)"]:
+                click.echo(f"  | {line}")
 
 
 @cli.command("ps:scale")

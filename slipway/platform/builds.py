@@ -13,12 +13,13 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from slipway.builder.appjson import read_healthchecks
 from slipway.builder.build import build_image
 from slipway.builder.detect import detect
 from slipway.builder.images import resolve_base_image
 from slipway.builder.plan import BuildError
 from slipway.config import Settings
-from slipway.platform import runtime
+from slipway.platform import healthchecks, leases, runtime
 from slipway.platform.apps import app_url
 from slipway.platform.config_vars import get_config
 from slipway.platform.db import paginate, session_scope
@@ -81,12 +82,20 @@ def extract_source(archive_path: Path, dest: Path) -> None:
         archive.extractall(root, members=members)
 
 
-def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> list[str]:
+def run_build(
+    settings: Settings, redis_client: redis.Redis, build_id: int, base: str | None = None,
+) -> list[str]:
     """Build a pushed revision, record a release and deploy it.
 
+    ``base`` is the revision the pushed branch pointed to when the push began:
+    a push that waited while another push to the app deployed is rejected (its
+    branch moved; git would refuse the ref update anyway), so what the app serves
+    is always what its branch points to.
+
     Safe to run twice: a build that is no longer pending is left alone, and one
-    found ``building`` (its worker died) is marked failed. Returns the ids of the
-    containers the new release replaced, for the caller to retire.
+    found ``building`` with no live heartbeat (its worker died) is marked failed.
+    Returns the ids of the containers the new release replaced, for the caller to
+    retire.
     """
     log = LogWriter(redis_client, build_log_key(build_id))
     with session_scope(settings.database) as session:
@@ -94,94 +103,176 @@ def run_build(settings: Settings, redis_client: redis.Redis, build_id: int) -> l
         if build is None or build.status in (BuildStatus.SUCCEEDED, BuildStatus.FAILED):
             return []
         if build.status == BuildStatus.BUILDING:
-            build.status = BuildStatus.FAILED
-            build.error = "The worker stopped during this build; push again"
-            build.finished_at = utcnow()
-            log(build.error)
-            log.close(BuildStatus.FAILED)
-            return []
-        build.status = BuildStatus.BUILDING
-        session.commit()
+            _fail_if_dead(settings, session, redis_client, build)
+            return []  # or another worker runs it now
+        with leases.Heartbeat(redis_client, build_heartbeat_key(settings, build_id),
+                              settings.lease_seconds):
+            # The heartbeat first: a `building` build without one is a dead worker's.
+            build.status = BuildStatus.BUILDING
+            session.commit()
+            return _run(settings, redis_client, session, build, log, base)
 
-        app = build.app
-        timings: dict[str, float] = {}
-        old: list[str] = []
-        workdir = Path(tempfile.mkdtemp(prefix=f"slipway-build-{build_id}-"))
-        lock = app_lock(redis_client, settings, app.name)
-        try:
-            if not lock.acquire(blocking=False):
-                log.step(f"Waiting for the deploy in progress on {app.name} to finish")
-                if not lock.acquire():
-                    raise SlipwayError("Another deploy of this app did not finish in time")
-            started = time.monotonic()
-            extract_source(source_archive(settings, build_id), workdir)
-            plan = detect(workdir)
-            client = runtime.docker_client()
-            log.step(f"{STACK_NAMES.get(plan.stack, plan.stack)} app detected")
-            for note in plan.notes:
+
+def _run(
+    settings: Settings, redis_client: redis.Redis, session: Session, build: Build,
+    log: LogWriter, base: str | None,
+) -> list[str]:
+    app = build.app
+    timings: dict[str, float] = {}
+    old: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix=f"slipway-build-{build.id}-"))
+    lock = app_lock(redis_client, settings, app.name)
+    try:
+        if not lock.acquire(blocking=False):
+            log.step(f"Waiting for another deploy of {app.name} to finish")
+            if not lock.acquire():
+                raise SlipwayError("Another deploy of this app did not finish in time")
+            log.step("The other deploy finished; going on")
+        session.commit()  # a new transaction: see what the lock's last holder recorded
+        landed = _landed_meanwhile(session, build, base)
+        if landed is not None:
+            raise SlipwayError(
+                f"Another push to {app.name} deployed {landed.commit[:8]} while this one "
+                "waited: pull, merge and push again")
+        started = time.monotonic()
+        extract_source(source_archive(settings, build.id), workdir)
+        plan = detect(workdir)
+        declared_checks, check_notes = read_healthchecks(workdir)
+        client = runtime.docker_client()
+        log.step(f"{STACK_NAMES.get(plan.stack, plan.stack)} app detected")
+        for note in (*plan.notes, *check_notes):
+            log(f"       {note}")
+        base_image = None
+        if plan.stack in ("python", "node"):
+            base_image, notes = resolve_base_image(
+                client,
+                getattr(settings, f"{plan.stack}_image"),
+                plan.runtime_version,
+                getattr(settings, f"{plan.stack}_default_version"),
+                settings.bootstrap_repository,
+                language=plan.stack,
+            )
+            for note in notes:
                 log(f"       {note}")
-            base_image = None
-            if plan.stack in ("python", "node"):
-                base_image, notes = resolve_base_image(
-                    client,
-                    getattr(settings, f"{plan.stack}_image"),
-                    plan.runtime_version,
-                    getattr(settings, f"{plan.stack}_default_version"),
-                    settings.bootstrap_repository,
-                    language=plan.stack,
-                )
-                for note in notes:
-                    log(f"       {note}")
-            log.step("Building image")
-            tag = f"slipway-app/{app.name}:{settings.instance_id}-{build.id}"
-            labels = runtime.object_labels(settings.instance_id, app.name, settings.labels)
-            image_id = build_image(
-                client, workdir, plan, base_image=base_image or "", tag=tag, labels=labels,
-                log=log, timeout=settings.build_timeout,
-            )
-            timings["build"] = time.monotonic() - started
-            build.image = tag
-            build.stack = plan.stack
+        log.step("Building image")
+        tag = f"slipway-app/{app.name}:{settings.instance_id}-{build.id}"
+        labels = runtime.object_labels(settings.instance_id, app.name, settings.labels)
+        image_id = build_image(
+            client, workdir, plan, base_image=base_image or "", tag=tag, labels=labels,
+            log=log, timeout=settings.build_timeout,
+        )
+        timings["build"] = time.monotonic() - started
+        build.image = tag
+        build.stack = plan.stack
 
-            secret_key = settings.resolved_secret_key()
-            release = create_release(
-                session, secret_key, app,
-                image=image_id,
-                config=get_config(secret_key, app),
-                processes=plan.processes,
-                port=runtime.exposed_port(client, image_id) or DEFAULT_PORT,
-                description=f"Deploy {build.commit[:8]}",
-                build_id=build.id,
-                user_id=build.user_id,
-            )
-            session.commit()
-            log.step(f"Releasing v{release.version}")
-            old, deploy_timings = deploy_release(session, settings, redis_client, release, log)
-            timings.update(deploy_timings)
-            build.status = BuildStatus.SUCCEEDED
-            log.step(f"Deployed v{release.version} to {app_url(settings, app)}")
-        except BuildError as exc:
-            _failed(build, log, exc.message)
-        except SlipwayError as exc:
-            _failed(build, log, exc.message)
-        except Exception as exc:  # noqa: BLE001 - the pusher must hear the build ended
-            logger.exception("build %s failed", build_id)
-            _failed(build, log, f"Internal error during the build: {type(exc).__name__}")
-        finally:
-            if lock.owned():
-                lock.release()
-            shutil.rmtree(workdir, ignore_errors=True)
-            source_archive(settings, build_id).unlink(missing_ok=True)
-            build.timings = {k: round(v, 3) for k, v in timings.items()}
-            build.finished_at = utcnow()
-            build.log = log.text
-            session.commit()
-            log.close(build.status)
-        return old
+        secret_key = settings.resolved_secret_key()
+        release = create_release(
+            session, secret_key, app,
+            image=image_id,
+            config=get_config(secret_key, app),
+            processes=plan.processes,
+            port=runtime.exposed_port(client, image_id) or DEFAULT_PORT,
+            healthchecks=healthchecks.resolve(settings, declared_checks),
+            description=f"Deploy {build.commit[:8]}",
+            build_id=build.id,
+            user_id=build.user_id,
+        )
+        session.commit()
+        log.step(f"Releasing v{release.version}")
+        old, deploy_timings = deploy_release(session, settings, redis_client, release, log)
+        timings.update(deploy_timings)
+        build.status = BuildStatus.SUCCEEDED
+        log.step(f"Deployed v{release.version} to {app_url(settings, app)}")
+    except BuildError as exc:
+        _failed(build, log, exc.message)
+    except SlipwayError as exc:
+        _failed(build, log, exc.message)
+    except Exception as exc:  # noqa: BLE001 - the pusher must hear the build ended
+        logger.exception("build %s failed", build.id)
+        _failed(build, log, f"Internal error during the build: {type(exc).__name__}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        source_archive(settings, build.id).unlink(missing_ok=True)
+        build.timings = {k: round(v, 3) for k, v in timings.items()}
+        build.finished_at = utcnow()
+        build.log = log.text
+        # Recorded before the lock goes: the next push checks what landed meanwhile.
+        session.commit()
+        if lock.owned():
+            lock.release()
+        log.close(build.status)
+    return old
+
+
+def _landed_meanwhile(session: Session, build: Build, base: str | None) -> Build | None:
+    """A build of another revision that deployed while ``build`` waited, if any.
+
+    Its push moved the branch away from ``base``, the revision ``build``'s push
+    started from.
+    """
+    if base is None:
+        return None
+    return session.scalars(
+        select(Build).where(
+            Build.app_id == build.app_id, Build.id != build.id,
+            Build.status == BuildStatus.SUCCEEDED, Build.finished_at >= build.created_at,
+            Build.commit != base,
+        ).order_by(Build.id.desc()).limit(1)
+    ).first()
+
+
+def build_heartbeat_key(settings: Settings, build_id: int) -> str:
+    return leases.heartbeat_key(settings.instance_id, "build", build_id)
+
+
+INTERRUPTED = "The worker stopped during the build; push again"
+
+
+def fail_interrupted(session: Session, redis_client: redis.Redis, build: Build) -> None:
+    """Mark a build whose worker died failed and end its log, so its pusher hears it."""
+    key = build_log_key(build.id)
+    lines = [fields["line"] for _, fields in redis_client.xrange(key) if "line" in fields]
+    log = LogWriter(redis_client, key)
+    log.lines = lines
+    _failed(build, log, INTERRUPTED)
+    build.finished_at = utcnow()
+    build.log = log.text
+    session.commit()
+    log.close(BuildStatus.FAILED)
+    logger.warning("build %s of %s failed: its worker stopped", build.id, build.app.name)
+
+
+def fail_stale_builds(settings: Settings, session: Session, redis_client: redis.Redis) -> list[int]:
+    """Fail every ``building`` build whose heartbeat stopped; returns their ids.
+
+    A build still running on any worker (this one or another) keeps its heartbeat
+    alive, so it is never touched.
+    """
+    return [build.id for build in
+            session.scalars(select(Build).where(Build.status == BuildStatus.BUILDING)).all()
+            if _fail_if_dead(settings, session, redis_client, build)]
+
+
+def _fail_if_dead(
+    settings: Settings, session: Session, redis_client: redis.Redis, build: Build,
+) -> bool:
+    """Fail ``build`` (seen ``building``) when no worker keeps its heartbeat; True if so."""
+    if leases.alive(redis_client, build_heartbeat_key(settings, build.id)):
+        return False
+    # Its worker records the outcome before dropping the heartbeat: read it again, in a
+    # new transaction (SQLite keeps a read snapshot until the transaction ends).
+    session.commit()
+    session.refresh(build)
+    if build.status != BuildStatus.BUILDING:
+        return False
+    fail_interrupted(session, redis_client, build)
+    return True
 
 
 def _failed(build: Build, log: LogWriter, message: str) -> None:
     build.status = BuildStatus.FAILED
     build.error = message
-    log(f" !     {message}".rstrip())
+    # Each line of a multi-line message (a container's last output) is its own log line.
+    for line in message.splitlines() or [""]:
+        log(f" !     {line}".rstrip())
     log(" !     Push rejected: the running release keeps serving")

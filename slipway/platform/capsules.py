@@ -258,7 +258,8 @@ def _redeploy(session: Session, settings: Settings, app: App, user: User,
         release = releases.create_release(
             session, secret_key, app, image=current.image,
             config=config_vars.get_config(secret_key, app), processes=current.processes,
-            port=current.port, description=description[:255], user_id=user.id,
+            port=current.port, healthchecks=current.healthchecks, description=description[:255],
+            user_id=user.id,
         )
     session.commit()
     if release is not None:

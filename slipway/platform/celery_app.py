@@ -22,7 +22,7 @@ def make_celery() -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         beat_schedule={
-            "reconcile": {"task": "slipway.reconcile", "schedule": 60.0},
+            "reconcile": {"task": "slipway.reconcile", "schedule": settings.reconcile_interval},
             # Issues missing certificates, renews those near expiry, retries failures.
             "certificates": {"task": "slipway.ensure_certificates",
                              "schedule": settings.certificate_check_interval},

@@ -21,8 +21,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-from slipway.platform import capsules, formation, routing, runtime
+from slipway.platform import capsules, formation, healthchecks, routing, runtime
 from slipway.platform.errors import DeployFailed
+from slipway.platform.leases import LeasedLock
 from slipway.platform.models import App, Release, ReleaseStatus
 from slipway.platform.releases import release_config
 from slipway.router.errors import RouterError
@@ -57,7 +58,8 @@ def start_processes(
     client: docker.DockerClient, settings: Settings, release: Release, env: dict[str, str],
     counts: Mapping[str, int], networks: Sequence[str] = (),
 ) -> tuple[list[str], dict[str, float]]:
-    """Start ``counts`` containers per process type; wait until every new web one answers.
+    """Start ``counts`` containers per process type; wait until every new web one passes
+    the release's health checks.
 
     Returns the new container ids and phase timings. Raises DeployFailed after
     removing every container it started, so a failure leaves nothing behind.
@@ -75,15 +77,15 @@ def start_processes(
                 if ptype == "web":
                     web.append((container_id, address))
         timings["start"] = time.monotonic() - started_at
-        health = 0.0
+        checks = healthchecks.web_checks(settings, release.healthchecks)
         # Containers boot in parallel; checking them one after the other costs little more.
         for container_id, address in web:
             if address is None:
                 raise DeployFailed("The web container has no address on the app's network")
-            health = max(health, runtime.wait_healthy(
-                client, container_id, address,
-                timeout=settings.health_timeout, interval=settings.health_interval,
-            ))
+            for check in checks:
+                runtime.wait_healthy(client, container_id, address, check,
+                                     timeout=settings.health_timeout,
+                                     interval=settings.health_interval)
         timings["health"] = time.monotonic() - started_at - timings["start"]
     except DeployFailed:
         for container_id in new:
@@ -263,10 +265,15 @@ def prune_images(
 
 
 def app_lock(redis_client: redis.Redis, settings: Settings, app: str) -> redis.lock.Lock:
-    """One build or deploy of an app at a time; others wait. Expires if its holder dies."""
+    """One build or deploy of an app at a time; others wait.
+
+    Its holder renews it while it works, so it is free again within
+    ``settings.lease_seconds`` when the holder dies (a killed worker).
+    """
     return redis_client.lock(
-        f"slipway:{settings.instance_id}:deploy:{app}", timeout=settings.build_timeout + 300,
-        blocking_timeout=settings.build_timeout + 300,
+        f"slipway:{settings.instance_id}:deploy:{app}", timeout=settings.lease_seconds,
+        blocking_timeout=settings.build_timeout + 300, lock_class=LeasedLock,
+        thread_local=False,
     )
 
 

@@ -36,7 +36,8 @@ def release_config_change(
         release = releases.create_release(
             session, secret_key, app,
             image=current.image, config=config, processes=current.processes,
-            port=current.port, description=described[:255], user_id=user.id,
+            port=current.port, healthchecks=current.healthchecks, description=described[:255],
+            user_id=user.id,
         )
     session.commit()
     if release is not None:

@@ -147,6 +147,9 @@ class Release(Base):
     config_encrypted: Mapped[str] = mapped_column(Text)
     processes: Mapped[dict] = mapped_column(JSON, default=dict)
     port: Mapped[int] = mapped_column(Integer, default=5000)
+    # The resolved startup checks of its web containers ({"web": [{path, timeout, ...}]});
+    # NULL for releases made before checks were stored: they get the settings' default.
+    healthchecks: Mapped[dict | None] = mapped_column(JSON)
     description: Mapped[str] = mapped_column(String(255), default="")
     build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id", ondelete="SET NULL"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -6,7 +6,8 @@ Each takes the app's deploy lock, so it never races a push or another change.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import redis
 from sqlalchemy import select
@@ -22,21 +23,95 @@ MAX_ARGV = 256
 MAX_ARG_BYTES = 32 * 1024
 
 
+# A process that restarted this often and last started this recently is in a crash
+# loop (Docker waits 0.1 s, 0.2 s, 0.4 s ... up to a minute between restarts, and
+# starts over once a process stays up 10 s).
+CRASH_RESTARTS = 2
+CRASH_WINDOW = dt.timedelta(seconds=30)
+# What `ps` shows of a crashed process's output.
+CRASH_LOG_LINES = 20
+CRASH_LOG_LINE_CHARS = 500
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def is_crashed(state: Mapping, restarts: int, now: dt.datetime) -> bool:
+    """Whether a long-running process keeps exiting, from Docker's ``State`` of it.
+
+    Restarting (Docker waits to start it again), stopped (exited or dead: nothing
+    restarts it until reconcile replaces it), or running again after
+    ``CRASH_RESTARTS`` restarts, the last one less than ``CRASH_WINDOW`` ago.
+    """
+    status = state.get("Status", "")
+    if state.get("Restarting") or status in ("restarting", "exited", "dead"):
+        return True
+    if status == "running" and restarts >= CRASH_RESTARTS:
+        started = _parse_time(state.get("StartedAt", ""))
+        return started is None or now - started < CRASH_WINDOW
+    return False
+
+
+def _parse_time(text: str) -> dt.datetime | None:
+    # Docker gives nanoseconds ("2026-11-24T00:49:35.255215898Z"); Python takes micro.
+    head, _, frac = text.rstrip("Z").partition(".")
+    try:
+        return dt.datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00")
+    except ValueError:
+        return None
+
+
+def safe_lines(raw: bytes, limit: int = CRASH_LOG_LINES) -> list[str]:
+    """The last ``limit`` lines of raw output, decoded (bad bytes replaced), terminal
+    control characters shown as U+FFFD and each line cut to a bounded length."""
+    lines = raw.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [_CONTROL.sub("\ufffd", line)[:CRASH_LOG_LINE_CHARS] for line in lines[-limit:]]
+
+
+def crashed_containers(client, containers: Iterable[dict]) -> set[str]:
+    """The ids of the listed long-running containers that are in a crash loop."""
+    now = dt.datetime.now(dt.UTC)
+    crashed = set()
+    for c in containers:
+        if c["Labels"].get(runtime.LABEL_PROCESS) in runtime.ONE_OFF_PROCESSES:
+            continue
+        info = runtime.inspect(client, c["Id"])
+        if info is not None and is_crashed(info["State"], info.get("RestartCount", 0), now):
+            crashed.add(c["Id"])
+    return crashed
+
+
 def list_processes(session: Session, settings: Settings, app: App) -> list[dict]:
-    """The app's containers as Docker reports them: type, name, state, release version."""
+    """The app's containers as Docker reports them: type, name, state, release version.
+
+    A process in a crash loop has state ``crashed`` and its last log lines.
+    """
     client = runtime.docker_client()
     versions = {str(rid): v for rid, v in session.execute(
         select(Release.id, Release.version).where(Release.app_id == app.id))}
+    now = dt.datetime.now(dt.UTC)
     rows = []
     for c in runtime.app_containers(client, settings.instance_id, app.name, all=True):
         labels = c["Labels"]
+        info = runtime.inspect(client, c["Id"])
+        if info is None:
+            continue  # removed since it was listed
+        restarts = info.get("RestartCount", 0)
+        crashed = labels.get(runtime.LABEL_PROCESS) not in runtime.ONE_OFF_PROCESSES \
+            and is_crashed(info["State"], restarts, now)
         rows.append({
             "type": labels.get(runtime.LABEL_PROCESS, ""),
             "name": c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12],
-            "state": c["State"],
+            "state": "crashed" if crashed else c["State"],
             "status": c.get("Status", ""),
             "release": versions.get(labels.get(runtime.LABEL_RELEASE, "")),
             "created_at": dt.datetime.fromtimestamp(c["Created"], dt.UTC).isoformat(),
+            "restarts": restarts,
+            # While it runs between two crashes Docker reports 0: nothing to show then.
+            "exit_code": info["State"].get("ExitCode")
+            if crashed and info["State"].get("Status") != "running" else None,
+            "last_logs": safe_lines(runtime.raw_logs(client, c["Id"], CRASH_LOG_LINES))
+            if crashed else [],
         })
     return sorted(rows, key=lambda r: (r["type"] != "web", r["type"], r["name"]))
 
@@ -68,6 +143,7 @@ def scale(
                 ptype: before.get(ptype, formation.DEFAULT_SCALE) for ptype in changes})
             session.commit()
             raise
+        mark_retiring(redis_client, settings, retired)
     return formation.app_formation(session, app), retired
 
 
@@ -87,8 +163,31 @@ def restart(
                            field="type")
     with app_lock(redis_client, settings, app.name):
         session.refresh(app)
-        return apply_formation(session, settings, redis_client, app,
-                               replace=types if ptype is None else [ptype])
+        retired = apply_formation(session, settings, redis_client, app,
+                                  replace=types if ptype is None else [ptype])
+        mark_retiring(redis_client, settings, retired)
+        return retired
+
+
+def _retiring_key(settings: Settings, container_id: str) -> str:
+    return f"slipway:{settings.instance_id}:retiring:{container_id}"
+
+
+def mark_retiring(redis_client: redis.Redis, settings: Settings, ids: Iterable[str]) -> None:
+    """Note containers of the current release that are out of the route and will be
+    stopped after the drain period, so reconcile does not count them (it would stop
+    the new ones as surplus instead). Called before the app's lock is released."""
+    ttl = int(settings.drain_seconds + settings.stop_timeout + 300)
+    for container_id in ids:
+        redis_client.set(_retiring_key(settings, container_id), "1", ex=ttl)
+
+
+def retiring(redis_client: redis.Redis, settings: Settings, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` are marked by ``mark_retiring``."""
+    if not ids:
+        return set()
+    found = redis_client.mget([_retiring_key(settings, i) for i in ids])
+    return {i for i, mark in zip(ids, found, strict=True) if mark}
 
 
 def validate_command(command: object) -> list[str]:
@@ -184,7 +283,7 @@ def rollback(
         release = releases.create_release(
             session, secret_key, app,
             image=target.image, config=releases.release_config(secret_key, target),
-            processes=target.processes, port=target.port,
+            processes=target.processes, port=target.port, healthchecks=target.healthchecks,
             description=f"Rollback to v{target_version}", user_id=user.id,
         )
         session.commit()

@@ -22,10 +22,15 @@ def create_release(
     processes: dict[str, str],
     port: int,
     description: str,
+    healthchecks: dict | None = None,
     build_id: int | None = None,
     user_id: int | None = None,
 ) -> Release:
-    """Record the next release (v1, v2, ...) of ``app``."""
+    """Record the next release (v1, v2, ...) of ``app``.
+
+    ``healthchecks`` are resolved checks (see ``healthchecks.resolve``); a release
+    that reuses another's image passes that release's on.
+    """
     latest = session.scalar(select(func.max(Release.version)).where(Release.app_id == app.id))
     release = Release(
         app_id=app.id,
@@ -34,6 +39,7 @@ def create_release(
         config_encrypted=encrypt(secret_key, json.dumps(config)),
         processes=processes,
         port=port,
+        healthchecks=healthchecks,
         description=description,
         build_id=build_id,
         user_id=user_id,

@@ -17,6 +17,7 @@ import docker
 from docker.errors import APIError, DockerException, NotFound
 
 from slipway.platform.errors import DeployFailed
+from slipway.platform.healthchecks import HealthCheck
 
 LABEL_INSTANCE = "slipway.instance"
 LABEL_APP = "slipway.app"
@@ -24,6 +25,15 @@ LABEL_RELEASE = "slipway.release"
 LABEL_PROCESS = "slipway.process"
 # Processes that run once and exit: the release phase and `slipway run`.
 ONE_OFF_PROCESSES = frozenset({"release", "run"})
+
+
+# A stopping container must let the app's server finish its requests. Docker's
+# init (tini, "init": True) passes SIGTERM only to its child, here /bin/sh,
+# which (dash does not exec the last command) would die at once and take the
+# server down with it: tini is told to signal the whole process group instead,
+# and the shell traps the signal, so it waits for the server's graceful exit.
+STOP_ENV = {"TINI_KILL_PROCESS_GROUP": "1"}
+SHELL_PREFIX = "trap : TERM INT; "
 
 
 @functools.cache
@@ -59,7 +69,8 @@ def container_spec(
 ) -> dict:
     """Keyword arguments for ``containers.run`` of one process of a release.
 
-    ``command`` is a Procfile command (a string, run by /bin/sh) or an argv list
+    ``command`` is a Procfile command (a string, run by /bin/sh; SIGTERM reaches
+    the processes it starts, see STOP_ENV) or an argv list
     passed to Docker as it is (``slipway run``). ``web`` alone publishes a port on
     127.0.0.1; one-off processes (``release``, ``run``) are never restarted.
     """
@@ -67,13 +78,13 @@ def container_spec(
         argv = command
     else:
         # Procfile commands are shell commands (they expand $PORT), as on Heroku.
-        argv = ["/bin/sh", "-c", command] if command else None
+        argv = ["/bin/sh", "-c", SHELL_PREFIX + command] if command else None
     one_off = process in ONE_OFF_PROCESSES
     return {
         "image": image,
         "command": argv,
         "name": f"slipway-{app}-{process}-v{version}-{suffix}",
-        "environment": {**env, "PORT": str(port)},
+        "environment": {**env, "PORT": str(port), **STOP_ENV},
         "labels": {
             **object_labels(instance, app, labels),
             LABEL_RELEASE: str(release_id),
@@ -154,42 +165,80 @@ def address(container: dict, network: str) -> str | None:
 
 
 def wait_healthy(
-    client: docker.DockerClient, container_id: str, address: str, *, timeout: float,
-    interval: float,
+    client: docker.DockerClient, container_id: str, address: str, check: HealthCheck, *,
+    timeout: float, interval: float,
 ) -> float:
-    """Wait until the app answers HTTP at ``address`` (``ip:port``); returns seconds taken.
+    """Wait until the app passes ``check`` at ``address`` (``ip:port``); returns seconds taken.
 
-    Raises DeployFailed with the container's last log lines when it exits or does
-    not answer within ``timeout``.
+    Until the app accepts connections it is booting: polled every ``interval``
+    for up to ``timeout`` seconds. Once it answers, each answer that fails the
+    check counts as one of ``check.attempts``, ``check.wait`` seconds apart.
+    Raises DeployFailed, with the container's last log lines, when it exits,
+    never accepts connections, or uses up its attempts.
     """
     started = time.monotonic()
-    deadline = started + timeout
-    checks = 0
-    while time.monotonic() < deadline:
-        if _answers_http(address):
+    if check.initial_delay:
+        time.sleep(check.initial_delay)
+    deadline = time.monotonic() + timeout
+    polls = failures = 0
+    while True:
+        listening, reason = probe(address, check)
+        if listening and reason is None:
             return time.monotonic() - started
-        checks += 1
-        if checks % 10 == 0 and _status(client, container_id) not in ("running", "created"):
-            raise DeployFailed("The web process exited before answering HTTP:\n"
-                               + last_logs(client, container_id))
-        time.sleep(interval)
-    raise DeployFailed(
-        f"The web process did not answer HTTP on $PORT within {timeout:g} s:\n"
-        + last_logs(client, container_id)
-    )
+        if listening:
+            failures += 1
+            if failures >= check.attempts:
+                raise DeployFailed(
+                    f"Health check {check.describe()} failed {failures} time(s), last: "
+                    f"{reason}\n" + _logs_note(client, container_id))
+            wait = check.wait
+        else:
+            if time.monotonic() >= deadline:
+                raise DeployFailed(
+                    f"The web process did not answer HTTP on $PORT within {timeout:g} s\n"
+                    + _logs_note(client, container_id))
+            wait = interval
+        polls += 1
+        if (not listening and polls % 10 == 0 or listening) \
+                and _status(client, container_id) not in ("running", "created"):
+            raise DeployFailed("The web process exited before passing its health check\n"
+                               + _logs_note(client, container_id))
+        time.sleep(wait)
 
 
-def _answers_http(address: str) -> bool:
+# Enough of a body to find a check's content in; more is not read.
+_MAX_CHECK_BODY = 1024 * 1024
+
+
+def probe(address: str, check: HealthCheck) -> tuple[bool, str | None]:
+    """One request of ``check`` to ``address`` (``ip:port``).
+
+    Returns (False, None) when nothing answers (refused or closed: still booting),
+    (True, None) for a pass, and (True, reason) for an answer that fails it.
+    """
     host, _, port = address.rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=2)
+    conn = http.client.HTTPConnection(host, int(port), timeout=check.timeout)
     try:
-        conn.request("GET", "/", headers={"User-Agent": "slipway-healthcheck"})
-        conn.getresponse().read()
-        return True
+        conn.request("GET", check.path, headers={"User-Agent": "slipway-healthcheck"})
+        response = conn.getresponse()
+        body = response.read(_MAX_CHECK_BODY)
+    except TimeoutError:
+        return True, f"no answer within {check.timeout:g} s"
     except (OSError, http.client.HTTPException):
-        return False
+        # Refused, or closed without an answer: the app is not listening yet.
+        return False, None
     finally:
         conn.close()
+    status = response.status
+    if check.any_status and status < 500 or 200 <= status < 400:
+        if check.content and check.content.encode() not in body:
+            return True, f"answered {status} without {check.content!r} in its body"
+        return True, None
+    return True, f"answered {status}"
+
+
+def _logs_note(client: docker.DockerClient, container_id: str) -> str:
+    return "Last lines of its output:\n" + last_logs(client, container_id)
 
 
 def _status(client: docker.DockerClient, container_id: str) -> str:
@@ -205,6 +254,22 @@ def last_logs(client: docker.DockerClient, container_id: str, lines: int = 20) -
     except DockerException:
         return "(no logs)"
     return out.decode(errors="replace").rstrip() or "(no output)"
+
+
+def raw_logs(client: docker.DockerClient, container_id: str, lines: int) -> bytes:
+    """The last ``lines`` lines a container wrote (stdout and stderr), as bytes; b"" if gone."""
+    try:
+        return client.api.logs(container_id, tail=lines, stdout=True, stderr=True)
+    except DockerException:
+        return b""
+
+
+def inspect(client: docker.DockerClient, container_id: str) -> dict | None:
+    """Docker's full description of a container (State, RestartCount...); None if gone."""
+    try:
+        return client.api.inspect_container(container_id)
+    except NotFound:
+        return None
 
 
 def app_containers(

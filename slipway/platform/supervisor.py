@@ -18,28 +18,63 @@ logger = logging.getLogger(__name__)
 PARTS = ("router", "worker", "beat", "web")
 
 
+# A part that dies is started again after this delay, doubled after each quick death.
+RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 60.0
+# A part that ran this long before dying gets the first delay again.
+STABLE_AFTER = 60.0
+
+
 class Supervisor:
-    """Starts redis-server (when none answers), the router, worker, beat and web; stops them all."""
+    """Starts redis-server (when none answers), the router, worker, beat and web; stops them all.
+
+    A part that dies (a killed worker, say) is started again with a growing delay,
+    so one failing part cannot spin; Redis, which every part needs, is not.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.children: dict[str, subprocess.Popen] = {}
+        self.started_at: dict[str, float] = {}
+        self.delays: dict[str, float] = {}
+        self.restart_at: dict[str, float] = {}
 
     def start(self) -> None:
         if not self._redis_answers():
             self._start_redis()
         for part in PARTS:
-            self.children[part] = subprocess.Popen([sys.executable, "-m", "slipway", part])
+            self._spawn(part)
         # Converge with Docker once everything runs (containers lost in a reboot come back).
         from slipway.platform import tasks
 
         tasks.reconcile_all.delay()
 
+    def _spawn(self, part: str) -> None:
+        self.children[part] = subprocess.Popen([sys.executable, "-m", "slipway", part])
+        self.started_at[part] = time.monotonic()
+
     def check(self) -> None:
-        """Raise SystemExit when a part died: a half-running Slipway is worse than none."""
-        for name, proc in self.children.items():
-            if proc.poll() is not None:
-                raise SystemExit(f"slipway {name} exited with status {proc.returncode}")
+        """Start again the parts that died, once their delay is over.
+
+        Raises SystemExit when Redis died: without it no part works.
+        """
+        now = time.monotonic()
+        for name, proc in list(self.children.items()):
+            if proc.poll() is None:
+                continue
+            if name == "redis":
+                raise SystemExit(f"redis-server exited with status {proc.returncode}")
+            if name not in self.restart_at:
+                ran = now - self.started_at.get(name, now)
+                delay = RESTART_DELAY if ran >= STABLE_AFTER else min(
+                    MAX_RESTART_DELAY, self.delays.get(name, RESTART_DELAY / 2) * 2)
+                self.delays[name] = delay
+                self.restart_at[name] = now + delay
+                logger.warning("slipway %s exited with status %s; starting it again in %.1f s",
+                               name, proc.returncode, delay)
+            elif now >= self.restart_at[name]:
+                del self.restart_at[name]
+                self._spawn(name)
 
     def stop(self) -> None:
         for proc in reversed(list(self.children.values())):

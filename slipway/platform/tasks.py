@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from celery.signals import worker_ready
+
 from slipway.config import get_settings
 from slipway.platform import builds, reconcile, runtime
 from slipway.platform.celery_app import celery
@@ -17,9 +19,10 @@ logger = logging.getLogger(__name__)
 
 
 @celery.task(name="slipway.build")
-def build(build_id: int) -> None:
+def build(build_id: int, base: str | None = None) -> None:
+    """Build and deploy a push; ``base`` is what its branch pointed to before it."""
     settings = get_settings()
-    old = builds.run_build(settings, connect(settings.redis_url), build_id)
+    old = builds.run_build(settings, connect(settings.redis_url), build_id, base)
     retire_later(old)
 
 
@@ -58,6 +61,21 @@ def retire_containers(container_ids: list[str]) -> None:
 @celery.task(name="slipway.reconcile")
 def reconcile_all() -> None:
     reconcile.reconcile(get_settings())
+
+
+@celery.task(name="slipway.fail_stale_builds")
+def fail_stale_builds() -> list[int]:
+    """Fail the builds whose worker died (no heartbeat); returns their ids."""
+    settings = get_settings()
+    with session_scope(settings.database) as session:
+        return builds.fail_stale_builds(settings, session, connect(settings.redis_url))
+
+
+@worker_ready.connect
+def _worker_ready(sender=None, **_: object) -> None:
+    """A worker that starts after a crash: its builds' heartbeats lapse within a lease,
+    then they are failed (reconcile's timer does it too, later)."""
+    fail_stale_builds.apply_async(countdown=get_settings().lease_seconds + 1)
 
 
 def retire_later(container_ids: list[str]) -> None:

@@ -130,6 +130,10 @@ def _read_cgi_headers(stream) -> tuple[int, list[tuple[str, str]]]:
     return status, headers
 
 
+def _is_object_id(text: str) -> bool:
+    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
+
+
 @bp.post("/<name>.git/slipway-build")
 def hook_build(name: str):
     """Called by the pre-receive hook: store the revision, queue its build, stream its log."""
@@ -141,8 +145,13 @@ def hook_build(name: str):
     if claims.get("app") != name:
         raise Unauthorized("Invalid hook token")
     commit = request.args.get("commit", "")
-    if len(commit) not in (40, 64) or any(c not in "0123456789abcdef" for c in commit):
+    if not _is_object_id(commit):
         raise BadRequest("Invalid commit id", field="commit")
+    # The revision the branch pointed to before the push (all zeros for a new branch);
+    # hooks installed before it was sent send none.
+    base = request.args.get("base")
+    if base is not None and not _is_object_id(base):
+        raise BadRequest("Invalid base commit id", field="base")
 
     s = settings()
     session = db_session()
@@ -160,7 +169,7 @@ def hook_build(name: str):
     build = build_service.create_build(session, app, commit=commit, user_id=claims.get("user"))
     session.commit()
     os.replace(out.name, build_service.source_archive(s, build.id))
-    tasks.build.delay(build.id)
+    tasks.build.delay(build.id, base)
     build_id = build.id
     session.close()
 

@@ -11,7 +11,7 @@ from slipway.platform.errors import DeployFailed
 
 @pytest.fixture
 def fake_docker(monkeypatch):
-    calls = {"started": [], "removed": []}
+    calls = {"started": [], "removed": [], "checked": []}
 
     def start(client, spec, networks=()):
         container_id = f"c{len(calls['started'])}"
@@ -19,7 +19,8 @@ def fake_docker(monkeypatch):
         address = f"172.18.0.{len(calls['started'])}:5000"
         return container_id, address if spec["ports"] else None
 
-    def wait_healthy(client, container_id, address, *, timeout, interval):
+    def wait_healthy(client, container_id, address, check, *, timeout, interval):
+        calls["checked"].append((container_id, check.path))
         if container_id == "c1":
             raise DeployFailed("The web process exited before answering HTTP:\nboom")
         return 0.1
@@ -33,7 +34,7 @@ def fake_docker(monkeypatch):
 
 RELEASE = SimpleNamespace(app=SimpleNamespace(name="shop"), id=7, version=3, image="sha256:x",
                           processes={"web": "gunicorn app:app", "worker": "python w.py"},
-                          port=5000)
+                          port=5000, healthchecks=None)
 
 
 def test_one_unhealthy_web_container_fails_and_removes_every_new_one(fake_docker, tmp_path):
@@ -51,3 +52,22 @@ def test_healthy_formation_returns_every_new_container(fake_docker, tmp_path):
     assert new == ["c0", "c1", "c2"]
     assert fake_docker["removed"] == []
     assert set(timings) == {"start", "health"}
+
+
+def test_each_web_container_passes_every_stored_check(fake_docker, tmp_path):
+    settings = Settings(home=tmp_path, instance="i1")
+    checks = {"web": [
+        {"path": "/ready", "timeout": 2.0, "attempts": 3, "wait": 0.5, "initial_delay": 0.0,
+         "content": None, "any_status": False},
+        {"path": "/db", "timeout": 2.0, "attempts": 3, "wait": 0.5, "initial_delay": 0.0,
+         "content": "ok", "any_status": False},
+    ]}
+    release = SimpleNamespace(**{**vars(RELEASE), "healthchecks": checks})
+    deploy.start_processes(None, settings, release, {}, {"web": 1})
+    assert fake_docker["checked"] == [("c0", "/ready"), ("c0", "/db")]
+
+
+def test_a_release_without_stored_checks_gets_the_default_one(fake_docker, tmp_path):
+    settings = Settings(home=tmp_path, instance="i1", health_path="/up")
+    deploy.start_processes(None, settings, RELEASE, {}, {"web": 1})
+    assert fake_docker["checked"] == [("c0", "/up")]

@@ -13,9 +13,9 @@ def spec(**overrides):
 def test_web_container_spec():
     assert spec() == {
         "image": "sha256:abc",
-        "command": ["/bin/sh", "-c", "gunicorn --bind 0.0.0.0:$PORT app:app"],
+        "command": ["/bin/sh", "-c", "trap : TERM INT; gunicorn --bind 0.0.0.0:$PORT app:app"],
         "name": "slipway-shop-web-v3-f00",
-        "environment": {"A": "it's $x", "PORT": "5000"},
+        "environment": {"A": "it's $x", "PORT": "5000", "TINI_KILL_PROCESS_GROUP": "1"},
         "labels": {"team": "x", "slipway.instance": "i1", "slipway.app": "shop",
                    "slipway.release": "7", "slipway.process": "web"},
         "ports": {"5000/tcp": ("127.0.0.1", None)},
@@ -40,6 +40,14 @@ def test_port_cannot_be_overridden_by_config():
     assert spec(env={"PORT": "1"})["environment"]["PORT"] == "5000"
 
 
+def test_sigterm_reaches_the_whole_process_group_whatever_the_config():
+    # Docker's init signals the group; the shell waits for the app's graceful exit.
+    assert spec(env={"TINI_KILL_PROCESS_GROUP": ""})["environment"][
+        "TINI_KILL_PROCESS_GROUP"] == "1"
+    assert spec(process="worker", command="python w.py")["command"][2].startswith(
+        "trap : TERM INT; ")
+
+
 def test_only_web_processes_publish_a_port():
     assert spec(process="worker")["ports"] == {}
     assert network_name("i1", "shop") == "slipway-i1-shop"
@@ -57,7 +65,7 @@ def test_worker_spec_has_no_port_but_runs_on_the_app_network():
 def test_release_container_runs_once_with_the_same_limits():
     release = spec(process="release", command="python manage.py migrate")
     web = spec()
-    assert release["command"] == ["/bin/sh", "-c", "python manage.py migrate"]
+    assert release["command"] == ["/bin/sh", "-c", "trap : TERM INT; python manage.py migrate"]
     assert release["ports"] == {}
     assert release["restart_policy"] == {"Name": "no"}
     for key in ("mem_limit", "nano_cpus", "pids_limit", "security_opt", "cap_drop", "environment"):

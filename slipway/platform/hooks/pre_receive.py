@@ -19,14 +19,14 @@ def say(line):
     sys.stdout.flush()
 
 
-def deploy(rev, ref):
+def deploy(rev, ref, base):
     url = urllib.parse.urlsplit(os.environ["SLIPWAY_HOOK_URL"])
     with tempfile.TemporaryFile() as archive:
         subprocess.run(["git", "archive", "--format=tar", rev], stdout=archive, check=True)
         size = archive.tell()
         archive.seek(0)
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=3600)
-        query = urllib.parse.urlencode({"commit": rev, "ref": ref})
+        query = urllib.parse.urlencode({"commit": rev, "ref": ref, "base": base})
         conn.request(
             "POST",
             f"{url.path}?{query}",
@@ -67,7 +67,7 @@ def main():
             say(" !     The deploy branch cannot be deleted")
             ok = False
             continue
-        ok = deploy(new, ref) and ok
+        ok = deploy(new, ref, old) and ok
     return 0 if ok else 1
 
 

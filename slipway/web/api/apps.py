@@ -37,6 +37,7 @@ def release_json(release: Release, current_id: int | None) -> dict:
         "description": release.description,
         "image": release.image,
         "processes": release.processes,
+        "healthchecks": release.healthchecks,
         "build": release.build_id,
         "error": release.error,
         "created_at": iso(release.created_at),

@@ -29,14 +29,18 @@ def _redis():
 @bp.get("/apps/<name>/ps")
 @require_token
 def list_processes(name: str):
-    """The app's containers as Docker reports them.
+    """The app's containers as Docker reports them; crash loops show as ``crashed``.
     ---
     get:
       summary: List an app's process containers
+      description: >-
+        A process that keeps exiting has state `crashed`, its exit status and its
+        last output lines; Docker restarts it with a growing delay and it gets no
+        traffic meanwhile.
       tags: [processes]
       responses:
         200:
-          description: The containers, web first
+          description: The containers, web first, crashed ones with their last log lines
           content: {application/json: {schema: {type: array, items: Process}}}
         404: NotFound
     """

@@ -108,6 +108,10 @@ SCHEMAS: dict[str, dict] = {
         "description": {"type": "string"},
         "image": {"type": "string"},
         "processes": {"type": "object", "additionalProperties": {"type": "string"}},
+        "healthchecks": _nullable(
+            "object", description="The resolved startup checks of the web containers, "
+            '{"web": [{"path", "timeout", "attempts", "wait", "initial_delay", "content", '
+            '"any_status"}]}; null for releases older than health checks'),
         "build": _nullable("integer"),
         "error": _nullable("string"),
         "created_at": TIMESTAMP,
@@ -128,10 +132,17 @@ SCHEMAS: dict[str, dict] = {
     "Process": _object({
         "type": {"type": "string"},
         "name": {"type": "string"},
-        "state": {"type": "string"},
+        "state": {"type": "string", "description":
+                  "Docker's state (running, created, exited...), or crashed: a process "
+                  "that keeps exiting (Docker restarts it with a growing delay)"},
         "status": {"type": "string"},
         "release": _nullable("integer"),
         "created_at": TIMESTAMP,
+        "restarts": {"type": "integer", "minimum": 0,
+                     "description": "How often Docker restarted it"},
+        "exit_code": _nullable("integer", description="The last exit status, when crashed"),
+        "last_logs": {"type": "array", "items": {"type": "string"}, "maxItems": 20,
+                      "description": "Its last output lines, when crashed (else empty)"},
     }),
     "Formation": {
         "type": "object",
