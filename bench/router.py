@@ -53,6 +53,7 @@ from slipway.builder.detect import detect  # noqa: E402
 from slipway.builder.images import resolve_base_image  # noqa: E402
 from slipway.config import Settings  # noqa: E402
 from slipway.platform import runtime  # noqa: E402
+from slipway.platform.healthchecks import default_check  # noqa: E402
 from slipway.router.certs import CertificateStore, InternalCA, new_key_pem  # noqa: E402
 from slipway.router.controller import Nginx, _children  # noqa: E402
 from slipway.router.routes import HostCertificate, Route, RouteTable  # noqa: E402
@@ -128,7 +129,8 @@ def start_app(client: docker.DockerClient, settings: Settings, work: Path,
     )
     container_id, address = runtime.start(client, spec)
     assert address is not None
-    runtime.wait_healthy(client, container_id, address, timeout=30, interval=0.05)
+    runtime.wait_healthy(client, container_id, address, default_check(settings), timeout=30,
+                         interval=0.05)
     return container_id, address
 
 

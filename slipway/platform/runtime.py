@@ -260,8 +260,7 @@ def probe(address: str, check: HealthCheck) -> tuple[bool, str | None]:
     except TimeoutError:
         return True, f"no answer within {check.timeout:g} s"
     except (OSError, http.client.HTTPException):
-        # Refused, or (Docker's port proxy accepts before the app listens) closed
-        # without an answer: the app is not listening yet.
+        # Refused, or closed without an answer: the app is not listening yet.
         return False, None
     finally:
         conn.close()
