@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     container_memory: str = "512m"
     container_cpus: float = 1.0
     container_pids: int = 256
+    # WEB_CONCURRENCY in every app container unless the app's config sets it: gunicorn
+    # (and many Node cluster helpers) start that many workers, as on Heroku.
+    web_concurrency: int = Field(default=2, ge=1, le=64)
     # Health checks of new web containers, unless the app's app.json declares its own:
     # seconds a container may take to accept connections on PORT (polled every
     # `health_interval`), the path requested, and, once it answers, how long each

@@ -44,7 +44,7 @@ def process_spec(
         process=process,
         image=release.image,
         command=command,
-        env=env,
+        env=process_env(settings, env),
         port=release.port,
         memory=settings.container_memory,
         cpus=settings.container_cpus,
@@ -53,6 +53,11 @@ def process_spec(
         suffix=secrets.token_hex(3),
         user=runtime.run_as(runtime.docker_client(), release.image, settings.allow_root),
     )
+
+
+def process_env(settings: Settings, env: Mapping[str, str]) -> dict[str, str]:
+    """A process's environment: the release's config over the platform's defaults."""
+    return {"WEB_CONCURRENCY": str(settings.web_concurrency), **env}
 
 
 def start_processes(

@@ -71,3 +71,9 @@ def test_a_release_without_stored_checks_gets_the_default_one(fake_docker, tmp_p
     settings = Settings(home=tmp_path, instance="i1", health_path="/up")
     deploy.start_processes(None, settings, RELEASE, {}, {"web": 1})
     assert fake_docker["checked"] == [("c0", "/up")]
+
+
+def test_web_concurrency_is_a_default_the_app_config_overrides():
+    settings = Settings(web_concurrency=3)
+    assert deploy.process_env(settings, {"A": "1"}) == {"WEB_CONCURRENCY": "3", "A": "1"}
+    assert deploy.process_env(settings, {"WEB_CONCURRENCY": "1"}) == {"WEB_CONCURRENCY": "1"}
