@@ -100,6 +100,22 @@ if command -v ss >/dev/null 2>&1 && ss -H -ltnp 'sport = :80' 2>/dev/null | grep
         "(stop it, or set SLIPWAY_HTTP_PORT)"
 fi
 
+# --- Kernel setting for the router ------------------------------------------
+
+# The router opens a connection to an app per request when the app's server closes
+# each one (gunicorn's sync worker does): without reuse, thousands of sockets wait
+# in TIME_WAIT and new connections to apps slow down, then fail, under load.
+sysctl_file=/etc/sysctl.d/60-slipway.conf
+if [ "$(cat /proc/sys/net/ipv4/tcp_tw_reuse 2>/dev/null)" != 1 ]; then
+    if printf 'net.ipv4.tcp_tw_reuse = 1\n' | "${sudo[@]}" tee "$sysctl_file" >/dev/null \
+            && "${sudo[@]}" sysctl -q -p "$sysctl_file" >/dev/null 2>&1; then
+        say "Set net.ipv4.tcp_tw_reuse = 1 ($sysctl_file)"
+    else
+        say "warning: could not set net.ipv4.tcp_tw_reuse = 1; apps that close every" \
+            "connection will be slower behind the router"
+    fi
+fi
+
 # --- Docker engine ---------------------------------------------------------
 
 if "${sudo[@]}" docker info >/dev/null 2>&1; then
