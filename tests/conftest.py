@@ -70,3 +70,11 @@ def settings(tmp_path, monkeypatch, database_url, redis_url):
 
     yield get_settings()
     reset_settings()
+
+
+@pytest.fixture
+def client(settings):
+    """A Flask test client of the whole web app on ``settings``."""
+    from slipway.web.app import create_app
+
+    return create_app(settings).test_client()

@@ -4,12 +4,6 @@ import pytest
 
 from slipway.platform import users
 from slipway.platform.db import session_scope
-from slipway.web.app import create_app
-
-
-@pytest.fixture
-def client(settings):
-    return create_app(settings).test_client()
 
 
 @pytest.fixture

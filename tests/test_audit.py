@@ -7,12 +7,6 @@ import pytest
 from slipway.platform import audit, ps, releases, users
 from slipway.platform.db import session_scope
 from slipway.platform.models import App, AuditEvent, ReleaseStatus, User
-from slipway.web.app import create_app
-
-
-@pytest.fixture
-def client(settings):
-    return create_app(settings).test_client()
 
 
 @pytest.fixture

@@ -10,12 +10,6 @@ from sqlalchemy import select
 from slipway.platform import tasks, users
 from slipway.platform.db import session_scope
 from slipway.platform.models import Capsule, CapsuleStatus
-from slipway.web.app import create_app
-
-
-@pytest.fixture
-def client(settings):
-    return create_app(settings).test_client()
 
 
 @pytest.fixture

@@ -6,12 +6,6 @@ from slipway.platform import apps as app_service
 from slipway.platform import releases, users
 from slipway.platform.db import session_scope
 from slipway.platform.models import App, ReleaseStatus
-from slipway.web.app import create_app
-
-
-@pytest.fixture
-def client(settings):
-    return create_app(settings).test_client()
 
 
 @pytest.fixture
