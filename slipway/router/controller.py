@@ -191,9 +191,10 @@ class Nginx:
 
         Raises InvalidRouteError (a bad value; nothing written) or
         ConfigRejectedError (nginx -t failed; the candidate is deleted, the live
-        config and nginx untouched), or NginxError: nginx is not running, or
-        did not serve the new generation within ``reload_timeout`` (the previous
-        config file is put back, so disk matches what nginx still serves).
+        config and nginx untouched), or NginxError: nginx is not running, refused
+        the address table, or did not serve the new generation within
+        ``reload_timeout`` (the previous config file and address table are put
+        back, so they match what nginx still serves).
         """
         with self._lock:
             started = time.monotonic()

@@ -288,7 +288,11 @@ class StatePaths:
 
     @property
     def control(self) -> Path:
-        """The directory of the control socket: 0700, so only the router's user gets in."""
+        """The directory of the control socket: 0700, so only the router's user gets in.
+
+        ``no-upstream`` in it never exists: the balancer sends requests for an app
+        without addresses there, so they fail to connect and get a 502.
+        """
         return self.root / "control"
 
     @property

@@ -486,6 +486,10 @@ def test_control_socket_is_private_and_refuses_a_bad_table(nginx, upstreams):
             nginx._post_text(body)
     assert get(nginx, "web.localhost").json()["name"] == "web"
     assert nginx.served_generation() == 1
+    # A table that leaves a routed app without addresses: its requests get a 502.
+    nginx._post_text("slipway-upstreams 1\ngeneration 2\nconfig 1\napp web\n")
+    assert get(nginx, "web.localhost").status_code == 502
+    assert nginx.served_generation() == 2
 
 
 def test_static_mode_reloads_for_an_address_change(state_dir, upstreams):
