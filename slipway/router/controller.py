@@ -24,6 +24,7 @@ workers never serve a route without its addresses.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import ipaddress
 import logging
@@ -60,6 +61,9 @@ log = logging.getLogger("slipway.router")
 _NGINX_DEFAULT_USER = "nobody"
 _COMMAND_TIMEOUT = 30.0
 _POLL_INTERVAL = 0.005
+
+# (path, sha256) of each certificate and key file a config names.
+_Certificates = tuple[tuple[str, str | None], ...]
 
 
 def lua_modules_installed() -> bool:
@@ -113,9 +117,10 @@ class Nginx:
         # Auto mode may still fall back to static upstreams until nginx -t has
         # accepted one dynamic config.
         self._may_fall_back = dynamic is None and self.dynamic
-        # The generation and text of the config the running nginx serves, once this
-        # object has started or reloaded it; an adopted nginx is reloaded first.
-        self._live: tuple[int, str] | None = None
+        # The generation and text of the config the running nginx serves, and the
+        # certificates it loaded, once this object has started or reloaded it; an
+        # adopted nginx is reloaded first.
+        self._live: tuple[int, str, _Certificates] | None = None
         # The address table nginx holds (dynamic mode), to restore after a failed reload.
         self._posted: str | None = None
         self._lock = threading.RLock()
@@ -153,6 +158,7 @@ class Nginx:
                 return
             started = time.monotonic()
             self._prepare_dirs()
+            certificates = self._certificates(table)
             text, candidate, rendered = self._render_checked(table)
             checked = time.monotonic()
             self._swap_in(candidate)
@@ -169,7 +175,7 @@ class Nginx:
             except NginxError:
                 self.stop()
                 raise
-            self._live = (table.generation, text)
+            self._live = (table.generation, text, certificates)
             self.last_switch = "reload"
             done = time.monotonic()
             self.last_timings = {"render": rendered - started, "check": checked - rendered,
@@ -203,12 +209,14 @@ class Nginx:
                 self._live = None
                 raise NginxError(f"nginx is not running from {self.paths.root}; start it first",
                                  generation=table.generation)
+            certificates = self._certificates(table)
             if self.dynamic and self._live is not None:
-                live_generation, live_text = self._live
+                live_generation, live_text, live_certificates = self._live
                 # Rendered at the live generation, the text is the live one exactly
-                # when nothing but dynamic upstream addresses changed.
+                # when nothing but dynamic upstream addresses changed. A renewed
+                # certificate keeps its paths: only a reload loads its new files.
                 same = self.render(RouteTable(live_generation, table.routes))
-                if same == live_text:
+                if same == live_text and certificates == live_certificates:
                     rendered = time.monotonic()
                     self._post(table, live_generation)
                     self._wait_for_generation(table.generation, self.reload_timeout)
@@ -263,7 +271,7 @@ class Nginx:
             if not _wait_retired(retiring, self.reload_timeout):
                 log.warning("old nginx workers %s still accept connections %g s after reload",
                             retiring, self.reload_timeout)
-            self._live = (table.generation, text)
+            self._live = (table.generation, text, certificates)
             self.last_switch = "reload"
             done = time.monotonic()
             self.last_timings = {"render": rendered - started, "check": checked - rendered,
@@ -383,6 +391,20 @@ class Nginx:
                 "directory under a path they can traverse (e.g. /var/lib/slipway).",
                 user, self.paths.temp, blocked[-1],
             )
+
+    def _certificates(self, table: RouteTable) -> _Certificates:
+        """A digest of every certificate and key file ``table`` names (None if unreadable)."""
+        if self.https_port is None:
+            return ()  # TLS off: certificates are not in the config
+        found = []
+        for path in sorted({p for route in table.routes for cert in route.certificates
+                            for p in (cert.certificate, cert.key)}):
+            try:
+                digest: str | None = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            except OSError:
+                digest = None
+            found.append((path, digest))
+        return tuple(found)
 
     def _render_checked(self, table: RouteTable) -> tuple[str, Path, float]:
         """Render ``table`` and ``nginx -t`` it: the text, the checked file, when rendered.
