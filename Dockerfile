@@ -16,9 +16,11 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PATH=/opt/slipway/bin:$PATH
 
 # git: the git blueprint runs `git http-backend` and the hooks; nginx: the
-# router's data plane. No docker CLI: the SDK talks to /var/run/docker.sock.
+# router's data plane, with the Lua module its balancer needs. No docker CLI: the
+# SDK talks to /var/run/docker.sock.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git nginx ca-certificates \
+ && apt-get install -y --no-install-recommends git nginx libnginx-mod-http-lua \
+    ca-certificates \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/*
 

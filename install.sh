@@ -40,8 +40,9 @@ fi
 
 # --- Debian packages -------------------------------------------------------
 
-packages=(docker.io nginx redis-server postgresql debootstrap git pebble curl
-          ca-certificates python3-venv)
+# libnginx-mod-http-lua: the router's balancer switches app addresses without reloads.
+packages=(docker.io nginx libnginx-mod-http-lua redis-server postgresql debootstrap git
+          pebble curl ca-certificates python3-venv)
 if [ "$dev" -eq 1 ]; then
     # chromium: the dashboard's browser tests drive Debian's build with Playwright.
     # wrk: the load generator of bench/router.py.

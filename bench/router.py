@@ -3,7 +3,7 @@ HTTP and HTTPS; how soon a new route answers; render+check+reload with TLS route
 
 Usage: .venv/bin/python bench/router.py [--seconds 5] [--runs 3] [--connections 16]
                                         [--threads 2] [--sizes 10,100,1000]
-                                        [--app node|python]
+                                        [--app node|python] [--static]
 
 The app answers GET / with a 256-byte body: by default a small Node.js server
 (``http`` module, keep-alive), with ``--app python`` a Flask app under the web
@@ -18,7 +18,9 @@ threads, connections, duration and request for every target:
 - router HTTPS: the same over TLS with SNI (a certificate from an internal CA)
 
 nginx runs with the config Slipway renders, its upstream being that container
-address (as routes are since the router stopped going through docker-proxy).
+address (as routes are since the router stopped going through docker-proxy),
+picked by the Lua balancer when the module is installed; ``--static`` renders it
+into the config instead (the baseline without Lua).
 Each of ``--runs`` rounds measures the three targets one after the other; the
 medians over rounds are printed, and the ratio to direct is the median of each
 round's ratio (a round's targets share the machine's load of the moment, which on
@@ -218,6 +220,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--app", choices=sorted(APPS), default="node",
                         help="the app behind the router (default node)")
+    parser.add_argument("--static", action="store_true",
+                        help="static upstreams (no Lua balancer), the baseline")
     parser.add_argument("--reload-runs", type=int, default=3,
                         help="applies per route-table size (default 3)")
     args = parser.parse_args()
@@ -231,7 +235,7 @@ def main() -> None:
                         labels={BENCH_LABEL: run_id})
     client = docker.from_env()
     nginx = Nginx(work / "router", free_port(), listen_address="127.0.0.1",
-                  https_port=free_port())
+                  https_port=free_port(), dynamic=False if args.static else None)
     script = work / "loopback.lua"
     script.write_text(WRK_LOOPBACK)
     try:

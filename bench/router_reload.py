@@ -1,6 +1,6 @@
 """How long a route change takes with a real nginx: render, check, reload until live.
 
-Usage: .venv/bin/python bench/router_reload.py [--sizes 10,100,1000] [--runs 5]
+Usage: .venv/bin/python bench/router_reload.py [--sizes 10,100,1000] [--runs 5] [--static]
 
 For each table size it starts nginx on a free loopback port, applies ``--runs``
 tables of that size (each different, so every apply is a real change) and prints
@@ -9,8 +9,14 @@ the median of each step as measured by ``Nginx.apply``:
 - render: ``render_nginx`` (validation included)
 - check:  writing the candidate and ``nginx -t``
 - reload: ``os.replace`` + SIGHUP + until a fresh connection gets the new
-          generation and the old workers have stopped accepting
+          generation and the old workers have stopped accepting; with dynamic
+          upstreams (the default when the Lua module is installed) these tables
+          change addresses only, so check is 0 and this is posting the address
+          table until the new generation answers
 - total:  what a deploy waits for
+
+``--static`` renders addresses into nginx.conf (SLIPWAY_ROUTER_UPSTREAMS=static),
+the baseline: every apply reloads.
 """
 
 from __future__ import annotations
@@ -50,9 +56,9 @@ def table(generation: int, size: int) -> RouteTable:
     ))
 
 
-def measure(size: int, runs: int, work: Path) -> dict[str, float]:
+def measure(size: int, runs: int, work: Path, dynamic: bool | None) -> dict[str, float]:
     state = work / f"router-{size}"
-    nginx = Nginx(state, free_port())
+    nginx = Nginx(state, free_port(), dynamic=dynamic)
     samples: dict[str, list[float]] = {step: [] for step in STEPS}
     try:
         nginx.start(table(0, size))
@@ -70,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10,100,1000",
                         help="comma-separated route counts (default: 10,100,1000)")
     parser.add_argument("--runs", type=int, default=5, help="applies per size (default: 5)")
+    parser.add_argument("--static", action="store_true",
+                        help="static upstreams: every apply reloads nginx")
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",")]
 
@@ -79,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nginx route switch, median of {args.runs} applies (seconds)")
         print(f"{'routes':>7} " + " ".join(f"{step:>8}" for step in STEPS))
         for size in sizes:
-            result = measure(size, args.runs, work)
+            result = measure(size, args.runs, work, False if args.static else None)
             print(f"{size:>7} " + " ".join(f"{result[step]:8.4f}" for step in STEPS), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -118,6 +118,11 @@ class Settings(BaseSettings):
 
     # Router (nginx)
     nginx_binary: str = "nginx"
+    # How app addresses reach nginx: "dynamic" posts them to a Lua balancer, so a
+    # deploy, scale, restart or rollback needs no reload; "static" writes them into
+    # nginx.conf and reloads; "auto" is dynamic when libnginx-mod-http-lua is
+    # installed and nginx accepts it.
+    router_upstreams: Literal["auto", "dynamic", "static"] = "auto"
 
     # TLS: "acme" gets certificates from the ACME directory over HTTP-01,
     # "internal" issues them from a local CA kept in SLIPWAY_HOME/ca (for

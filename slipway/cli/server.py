@@ -101,8 +101,10 @@ def router() -> None:
     _logging()
     settings = get_settings()
     settings.ensure_home()
+    dynamic = {"auto": None, "dynamic": True, "static": False}[settings.router_upstreams]
     nginx = Nginx(settings.router_dir, settings.http_port, binary=settings.nginx_binary,
-                  https_port=None if settings.tls == "off" else settings.https_port)
+                  https_port=None if settings.tls == "off" else settings.https_port,
+                  dynamic=dynamic)
     run_router(settings.redis_url, nginx, stop_event=_stop_on_signals())
 
 

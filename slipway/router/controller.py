@@ -7,21 +7,31 @@ pid file, adopts it on ``start()`` and can ``stop()`` it. Every nginx command
 gets ``-p <state_dir>/ -c <conf> -e <error log>``; nginx opens its compiled-in
 error log before reading the config unless told otherwise.
 
-Every change goes the same way: render, write beside the live config, check
-with ``nginx -t``, ``os.replace`` into place, SIGHUP the master, then poll the
-default server's generation endpoint until the new workers answer with the new
-generation. A failed check leaves the live config and the running nginx alone.
+A change that needs a new config goes: render, write beside the live config,
+check with ``nginx -t``, ``os.replace`` into place, SIGHUP the master, then poll
+the default server's generation endpoint until the new workers answer with the
+new generation. A failed check leaves the live config and the running nginx alone.
+
+With dynamic upstreams (the Lua module is installed; see ``render_nginx``), app
+addresses live in a shared dict that the controller replaces by posting the whole
+address table to a unix socket. A change of addresses only (deploy, scale,
+restart, rollback) is that post and nothing else: no reload, so keep-alive
+client connections and requests in flight are never touched. A change that
+needs a reload posts the table first (shared dicts survive reloads), so the new
+workers never serve a route without its addresses.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import ipaddress
 import logging
 import os
 import pwd
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
@@ -33,9 +43,12 @@ from pathlib import Path
 from slipway.router.errors import ConfigRejectedError, NginxError
 from slipway.router.nginx import (
     GENERATION_PATH,
+    LUA_MODULES,
     PROBE_HOST,
+    UPSTREAMS_PATH,
     StatePaths,
     render_nginx,
+    render_upstream_table,
     validate_listen_address,
     validate_port,
 )
@@ -49,6 +62,14 @@ _NGINX_DEFAULT_USER = "nobody"
 _COMMAND_TIMEOUT = 30.0
 _POLL_INTERVAL = 0.005
 
+# (path, sha256) of each certificate and key file a config names.
+_Certificates = tuple[tuple[str, str | None], ...]
+
+
+def lua_modules_installed() -> bool:
+    """True if the modules dynamic upstreams need are where Debian's packages put them."""
+    return all(module.is_file() for module in LUA_MODULES)
+
 
 class Nginx:
     """One nginx instance serving a route table from ``state_dir``.
@@ -57,6 +78,11 @@ class Nginx:
     is the user nginx runs its workers as when started by root (nginx's default,
     ``nobody``, when None); it must be able to reach ``state_dir/temp``, where
     request bodies larger than 16 KiB are buffered.
+
+    ``dynamic`` picks how upstream addresses reach nginx: True posts them to the
+    Lua balancer (no reload when only they change), False renders them into the
+    config and reloads for every change; None (the default) is True when the Lua
+    modules are installed and nginx accepts a config that loads them.
     """
 
     def __init__(
@@ -70,6 +96,7 @@ class Nginx:
         reload_timeout: float = 10.0,
         stop_timeout: float = 10.0,
         https_port: int | None = None,
+        dynamic: bool | None = None,
     ) -> None:
         self.paths = StatePaths(Path(state_dir).absolute())
         self.http_port = validate_port(http_port)
@@ -82,7 +109,20 @@ class Nginx:
         self.stop_timeout = stop_timeout
         # Seconds spent in each step of the last start()/apply(): render, check,
         # reload (swap + SIGHUP + until only the new generation answers), total.
+        # For a switch without reload, "check" is 0 and "reload" is the post.
         self.last_timings: dict[str, float] = {}
+        # "post" (addresses only, no reload) or "reload": how the last apply() went.
+        self.last_switch = ""
+        self.dynamic = lua_modules_installed() if dynamic is None else dynamic
+        # Auto mode may still fall back to static upstreams until nginx -t has
+        # accepted one dynamic config.
+        self._may_fall_back = dynamic is None and self.dynamic
+        # The generation and text of the config the running nginx serves, and the
+        # certificates it loaded, once this object has started or reloaded it; an
+        # adopted nginx is reloaded first.
+        self._live: tuple[int, str, _Certificates] | None = None
+        # The address table nginx holds (dynamic mode), to restore after a failed reload.
+        self._posted: str | None = None
         self._lock = threading.RLock()
         self._warned_unreachable = False
 
@@ -99,7 +139,7 @@ class Nginx:
             listen_address=self.listen_address,
             # `user` only means something to a root master; others warn about it.
             worker_user=self.worker_user if os.geteuid() == 0 else None,
-            https_port=self.https_port,
+            https_port=self.https_port, dynamic=self.dynamic,
         )
 
     def start(self, table: RouteTable) -> None:
@@ -117,20 +157,26 @@ class Nginx:
                 self.apply(table)
                 return
             started = time.monotonic()
-            text = self.render(table)
-            rendered = time.monotonic()
             self._prepare_dirs()
-            candidate = self._check(text)
+            certificates = self._certificates(table)
+            text, candidate, rendered = self._render_checked(table)
             checked = time.monotonic()
             self._swap_in(candidate)
-            with contextlib.suppress(FileNotFoundError):
-                self.paths.pid.unlink()  # stale: don't mistake it for the new master's
+            for stale in (self.paths.pid, self.paths.control_socket):
+                # Not the new master's pid; a socket left by a killed nginx makes bind() fail.
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
             self._launch()
             try:
+                if self.dynamic:
+                    # The probe answers 503 until the first table is posted.
+                    self._post(table, table.generation, retry=True)
                 self._wait_for_generation(table.generation, self.reload_timeout)
             except NginxError:
                 self.stop()
                 raise
+            self._live = (table.generation, text, certificates)
+            self.last_switch = "reload"
             done = time.monotonic()
             self.last_timings = {"render": rendered - started, "check": checked - rendered,
                                  "reload": done - checked, "total": done - started}
@@ -140,40 +186,80 @@ class Nginx:
     def apply(self, table: RouteTable) -> float:
         """Switch the running nginx to ``table``; return the seconds it took.
 
-        Renders, writes the config beside the live one and checks it with
-        ``nginx -t``; only then swaps it in atomically and reloads, and returns
-        once a fresh connection is answered with ``table.generation`` and the
-        workers of the previous config no longer accept connections.
+        With dynamic upstreams, when ``table`` differs from the live config in
+        upstream addresses only, posts the new address table and returns once the
+        probe answers ``table.generation`` (nginx is not reloaded). Otherwise
+        renders, writes the config beside the live one and checks it with
+        ``nginx -t``; only then (posting the addresses first, when dynamic) swaps
+        it in atomically and reloads, and returns once a fresh connection is
+        answered with ``table.generation`` and the workers of the previous config
+        no longer accept connections.
 
         Raises InvalidRouteError (a bad value; nothing written) or
         ConfigRejectedError (nginx -t failed; the candidate is deleted, the live
-        config and nginx untouched), or NginxError: nginx is not running, or
-        did not serve the new generation within ``reload_timeout`` (the previous
-        config file is put back, so disk matches what nginx still serves).
+        config and nginx untouched), or NginxError: nginx is not running, refused
+        the address table, or did not serve the new generation within
+        ``reload_timeout`` (the previous config file and address table are put
+        back, so they match what nginx still serves).
         """
         with self._lock:
             started = time.monotonic()
-            text = self.render(table)
-            rendered = time.monotonic()
             pid = self.pid()
             if pid is None or not self._is_master(pid):
+                self._live = None
                 raise NginxError(f"nginx is not running from {self.paths.root}; start it first",
                                  generation=table.generation)
+            certificates = self._certificates(table)
+            if self.dynamic and self._live is not None:
+                live_generation, live_text, live_certificates = self._live
+                # Rendered at the live generation, the text is the live one exactly
+                # when nothing but dynamic upstream addresses changed. A renewed
+                # certificate keeps its paths: only a reload loads its new files.
+                same = self.render(RouteTable(live_generation, table.routes))
+                if same == live_text and certificates == live_certificates:
+                    rendered = time.monotonic()
+                    self._post(table, live_generation)
+                    self._wait_for_generation(table.generation, self.reload_timeout)
+                    done = time.monotonic()
+                    self.last_switch = "post"
+                    self.last_timings = {"render": rendered - started, "check": 0.0,
+                                         "reload": done - rendered, "total": done - started}
+                    return done - started
             self._prepare_dirs()
-            candidate = self._check(text)
+            text, candidate, rendered = self._render_checked(table)
             checked = time.monotonic()
             try:
                 previous: bytes | None = self.paths.conf.read_bytes()
             except FileNotFoundError:
                 previous = None
+            previous_table = self._posted
+            posted = False
+            if self.dynamic:
+                try:
+                    # Before the reload, so the new workers find every address in place.
+                    self._post(table, table.generation)
+                    posted = True
+                except NginxError as exc:
+                    if not isinstance(exc.__cause__, OSError):
+                        with contextlib.suppress(FileNotFoundError):
+                            candidate.unlink()
+                        raise
+                    # No control socket: the live config (adopted, static) has none.
+                    # Post once the new workers, which listen on it, are up.
             self._swap_in(candidate)
             retiring = [w for w in _children(pid) if not _shutting_down(w)]
             try:
                 os.kill(pid, signal.SIGHUP)
+                if self.dynamic and not posted:
+                    self._post(table, table.generation, retry=True)
                 self._wait_for_generation(table.generation, self.reload_timeout)
             except (NginxError, OSError) as exc:
                 if previous is not None:
                     self._write_atomically(self.paths.conf, previous)
+                if previous_table is not None:
+                    with contextlib.suppress(NginxError):
+                        self._post_text(previous_table)
+                self._live = None
                 if isinstance(exc, NginxError):
                     raise
                 raise NginxError(f"could not signal nginx (pid {pid}) to reload: {exc}",
@@ -185,6 +271,8 @@ class Nginx:
             if not _wait_retired(retiring, self.reload_timeout):
                 log.warning("old nginx workers %s still accept connections %g s after reload",
                             retiring, self.reload_timeout)
+            self._live = (table.generation, text, certificates)
+            self.last_switch = "reload"
             done = time.monotonic()
             self.last_timings = {"render": rendered - started, "check": checked - rendered,
                                  "reload": done - checked, "total": done - started}
@@ -220,6 +308,7 @@ class Nginx:
         Raises NginxError only if the processes survive SIGKILL.
         """
         with self._lock:
+            self._live = self._posted = None
             pid = self.pid()
             if pid is None or not self._is_master(pid):
                 with contextlib.suppress(FileNotFoundError):
@@ -265,6 +354,10 @@ class Nginx:
             # Workers (www-data/nobody under root) read challenge files themselves.
             self.paths.challenges.mkdir(parents=True, exist_ok=True)
             self.paths.challenges.chmod(0o755)
+            # nginx makes the control socket world-writable: the directory keeps
+            # everyone but this user (the master's) out.
+            self.paths.control.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.paths.control.chmod(0o700)
         except OSError as exc:
             raise NginxError(f"could not create nginx's directories in {self.paths.root}: "
                              f"{exc}") from exc
@@ -298,6 +391,85 @@ class Nginx:
                 "directory under a path they can traverse (e.g. /var/lib/slipway).",
                 user, self.paths.temp, blocked[-1],
             )
+
+    def _certificates(self, table: RouteTable) -> _Certificates:
+        """A digest of every certificate and key file ``table`` names (None if unreadable)."""
+        if self.https_port is None:
+            return ()  # TLS off: certificates are not in the config
+        found = []
+        for path in sorted({p for route in table.routes for cert in route.certificates
+                            for p in (cert.certificate, cert.key)}):
+            try:
+                digest: str | None = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            except OSError:
+                digest = None
+            found.append((path, digest))
+        return tuple(found)
+
+    def _render_checked(self, table: RouteTable) -> tuple[str, Path, float]:
+        """Render ``table`` and ``nginx -t`` it: the text, the checked file, when rendered.
+
+        In auto mode, if nginx rejects the first dynamic config but accepts the
+        static one, falls back to static upstreams for good (and says so).
+        Raises InvalidRouteError, ConfigRejectedError or NginxError like _check.
+        """
+        text = self.render(table)
+        rendered = time.monotonic()
+        try:
+            candidate = self._check(text)
+        except ConfigRejectedError as exc:
+            if not self._may_fall_back:
+                raise
+            self.dynamic = False
+            try:
+                static = self.render(table)
+                candidate = self._check(static)
+            except ConfigRejectedError:
+                self.dynamic = True
+                raise exc from None
+            self._may_fall_back = False
+            log.warning("nginx rejected the Lua module (%s); upstreams are static and "
+                        "every change reloads nginx", exc.message)
+            return static, candidate, rendered
+        self._may_fall_back = False
+        return text, candidate, rendered
+
+    def _post(self, table: RouteTable, config_generation: int, *, retry: bool = False) -> None:
+        """Replace nginx's address table with ``table``'s, for config ``config_generation``.
+
+        With ``retry``, waits up to ``reload_timeout`` for the control socket
+        (nginx just started or reloaded). Raises NginxError, whose cause is the
+        OSError when the socket could not be reached.
+        """
+        body = render_upstream_table(table, config_generation)
+        deadline = time.monotonic() + self.reload_timeout
+        while True:
+            try:
+                self._post_text(body)
+                return
+            except NginxError as exc:
+                if not retry or not isinstance(exc.__cause__, OSError) \
+                        or time.monotonic() > deadline:
+                    exc.generation = table.generation
+                    raise
+            time.sleep(_POLL_INTERVAL)
+
+    def _post_text(self, body: str) -> None:
+        """POST an address table to the control socket; raises NginxError if not taken."""
+        conn = _UnixHTTPConnection(self.paths.control_socket, timeout=_COMMAND_TIMEOUT)
+        try:
+            conn.request("POST", UPSTREAMS_PATH, body=body.encode("ascii"),
+                         headers={"Host": "localhost", "Content-Type": "text/plain"})
+            response = conn.getresponse()
+            answer = response.read().decode("ascii", "replace").strip()
+        except (OSError, http.client.HTTPException) as exc:
+            raise NginxError(f"could not post the upstream table to "
+                             f"{self.paths.control_socket}: {exc}") from exc
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise NginxError(f"nginx refused the upstream table ({response.status}): {answer}")
+        self._posted = body
 
     def _check(self, text: str) -> Path:
         """Write ``text`` beside the live config and ``nginx -t`` it; return the file.
@@ -449,6 +621,24 @@ class Nginx:
             handle.write(data)
         os.chmod(name, 0o644)
         os.replace(name, path)
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (the control server's)."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = str(path)
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 # --- process helpers (Linux /proc, with a portable fallback) ---------------------

@@ -63,6 +63,195 @@ _WORKER_CONNECTIONS = 4096
 # reload; bound how long they may linger so reloads don't pile up processes.
 _WORKER_SHUTDOWN_TIMEOUT = "60s"
 
+# Dynamic upstreams (Debian's libnginx-mod-http-lua): the modules to load, the
+# shared dict holding the address table, and the path the controller posts it to.
+LUA_MODULES = (
+    Path("/usr/lib/nginx/modules/ndk_http_module.so"),
+    Path("/usr/lib/nginx/modules/ngx_http_lua_module.so"),
+)
+UPSTREAMS_PATH = "/upstreams"
+_UPSTREAMS_DICT = "slipway_upstreams"
+# The dict keeps two copies of the table while one replaces the other; 4 MiB
+# holds thousands of apps with ten addresses each.
+_UPSTREAMS_DICT_SIZE = "4m"
+# The largest address table the control server reads (kept in memory, never on disk).
+_UPSTREAMS_MAX_BODY = "1m"
+# The first line of every posted table, so a stray request is never taken for one.
+UPSTREAMS_HEADER = "slipway-upstreams 1"
+
+
+# The Lua side of dynamic upstreams, loaded once per config into every worker as
+# the module "slipway.router". The controller posts the whole address table as
+# text; the control server checks every line (it trusts nothing it is sent) and
+# stores it as one value, then bumps "version". Each worker parses the table
+# again only when the version moved, so a switch is atomic: a worker sees the
+# old table or the new one, never a mix.
+_LUA_MODULE = """\
+local balancer = require "ngx.balancer"
+local dict = ngx.shared.@DICT@
+local M = {}
+local seen, current = nil, nil
+-- Round-robin position per app, in this worker.
+local turn = {}
+
+local function peer(text)
+    local host, port = text:match("^(%d+%.%d+%.%d+%.%d+):([1-9]%d*)$")
+    if host then
+        for octet in host:gmatch("%d+") do
+            if #octet > 3 or tonumber(octet) > 255 then return nil end
+        end
+    else
+        host, port = text:match("^(%[[%x:.]+%]):([1-9]%d*)$")
+    end
+    if not host or #port > 5 or tonumber(port) > 65535 then return nil end
+    return {host = host, port = tonumber(port), key = text}
+end
+
+-- The table in body, or nil and what is wrong with it.
+function M.parse(body)
+    local state = {apps = {}}
+    local n = 0
+    for line in body:gmatch("[^\\n]+") do
+        n = n + 1
+        local words = {}
+        for word in line:gmatch("%S+") do words[#words + 1] = word end
+        local kind, name = words[1], words[2]
+        if n == 1 then
+            if line ~= "@HEADER@" then return nil, "line 1: not an upstream table" end
+        elseif kind == "generation" or kind == "config" then
+            if #words ~= 2 or state[kind] or not name:match("^%d+$") or #name > 15 then
+                return nil, "line " .. n .. ": bad " .. kind
+            end
+            state[kind] = tonumber(name)
+        elseif kind == "app" then
+            if not name or #name < 2 or #name > 30 or not name:match("^[a-z][a-z0-9-]+$")
+                    or state.apps[name] then
+                return nil, "line " .. n .. ": bad or repeated app name"
+            end
+            local peers = {}
+            for i = 3, #words do
+                peers[#peers + 1] = peer(words[i])
+                if not peers[#peers] then return nil, "line " .. n .. ": bad address" end
+            end
+            state.apps[name] = peers
+        else
+            return nil, "line " .. n .. ": unknown line"
+        end
+    end
+    if not state.generation or not state.config then
+        return nil, "generation and config lines are required"
+    end
+    return state
+end
+
+-- This worker's parse of the stored table (nil before the first post).
+function M.current()
+    local version = dict:get("version")
+    if version ~= seen then
+        local body = dict:get("table")
+        local state, err = M.parse(body or "")
+        if state then
+            current = state
+        elseif body then
+            ngx.log(ngx.ERR, "slipway: ignoring a bad upstream table: ", err)
+        end
+        seen = version
+    end
+    return current
+end
+
+-- A peer that always fails to connect, so nginx answers 502 as for a dead
+-- upstream (ngx.exit here can only make a 500).
+local function nowhere()
+    return balancer.set_current_peer("unix:@NOWHERE@")
+end
+
+-- balancer_by_lua: round robin over the app's addresses; a retry
+-- (proxy_next_upstream) takes the next address this request has not tried.
+function M.balance(app)
+    local state = M.current()
+    local peers = state and state.apps[app]
+    local count = peers and #peers or 0
+    if count == 0 then
+        ngx.log(ngx.ERR, "slipway: app ", app, " has no upstream addresses")
+        return nowhere()
+    end
+    local ctx = ngx.ctx
+    local tried = ctx.slipway_tried
+    local pick
+    if not tried then
+        pick = (turn[app] or 0) % count + 1
+        turn[app] = pick
+        if count > 1 then
+            tried = {}
+            ctx.slipway_tried = tried
+            balancer.set_more_tries(count - 1)
+        end
+    else
+        for step = 1, count do
+            local i = (ctx.slipway_last + step - 1) % count + 1
+            if not tried[peers[i].key] then
+                pick = i
+                break
+            end
+        end
+        if not pick then return nowhere() end
+    end
+    local chosen = peers[pick]
+    if tried then
+        tried[chosen.key] = true
+        ctx.slipway_last = pick
+    end
+    local ok, err = balancer.set_current_peer(chosen.host, chosen.port)
+    if not ok then
+        ngx.log(ngx.ERR, "slipway: could not use ", chosen.key, ": ", err)
+        return ngx.exit(500)
+    end
+end
+
+-- content_by_lua on the control socket: replace the whole table at once.
+function M.post()
+    if ngx.req.get_method() ~= "POST" then
+        ngx.status = 405
+        ngx.say("POST an upstream table")
+        return ngx.exit(ngx.HTTP_OK)
+    end
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data()
+    local state, err = M.parse(body or "")
+    if not state then
+        ngx.status = 400
+        ngx.say(body and err or "empty or oversized body")
+        return ngx.exit(ngx.HTTP_OK)
+    end
+    -- safe_set never evicts, so a full dict refuses the table instead of losing "version".
+    local ok
+    ok, err = dict:safe_set("table", body)
+    if ok then ok, err = dict:incr("version", 1, 0) end
+    if not ok then
+        ngx.status = 507
+        ngx.say("could not store the table: ", err)
+        return ngx.exit(ngx.HTTP_OK)
+    end
+    ngx.say(state.generation)
+end
+
+-- content_by_lua of the generation probe: the posted table's generation once it
+-- belongs to this worker's config; the config's own generation while it does not
+-- (old workers during a reload); 503 before any table is posted.
+function M.generation(config)
+    local state = M.current()
+    if not state then
+        ngx.status = 503
+        ngx.say("no upstream table yet")
+        return ngx.exit(ngx.HTTP_OK)
+    end
+    ngx.say(state.config == config and state.generation or config)
+end
+
+package.loaded["slipway.router"] = M
+""".replace("@DICT@", _UPSTREAMS_DICT).replace("@HEADER@", UPSTREAMS_HEADER)
+
 
 @dataclass(frozen=True)
 class StatePaths:
@@ -96,6 +285,20 @@ class StatePaths:
 
     def temp_path(self, kind: str) -> Path:
         return self.temp / kind
+
+    @property
+    def control(self) -> Path:
+        """The directory of the control socket: 0700, so only the router's user gets in.
+
+        ``no-upstream`` in it never exists: the balancer sends requests for an app
+        without addresses there, so they fail to connect and get a 502.
+        """
+        return self.root / "control"
+
+    @property
+    def control_socket(self) -> Path:
+        """The unix socket the address table is posted to (dynamic upstreams only)."""
+        return self.control / "upstreams.sock"
 
     @property
     def challenges(self) -> Path:
@@ -346,6 +549,38 @@ def upstream_name(app: str) -> str:
     return f"app_{app}"
 
 
+def is_dynamic(route: Route) -> bool:
+    """True if ``route``'s addresses can live in the Lua table: some, all IP literals.
+
+    The balancer connects to addresses without resolving names, so a route with
+    a host name among its upstreams keeps a static ``upstream`` block; so does
+    one with none, which answers 503 from the config itself.
+    """
+    return bool(route.upstreams) and all(
+        _IPV4_RE.fullmatch(address.rpartition(":")[0]) or address.startswith("[")
+        for address in route.upstreams
+    )
+
+
+def render_upstream_table(table: RouteTable, config_generation: int) -> str:
+    """The address table the control socket takes, for the dynamic routes of ``table``.
+
+    ``config_generation`` is the generation of the config the table goes with:
+    the generation probe answers ``table.generation`` only from workers running
+    that config. Pure and validated like :func:`render_nginx`; raises
+    InvalidRouteError.
+    """
+    validate_table(table)
+    if isinstance(config_generation, bool) or not isinstance(config_generation, int) \
+            or config_generation < 0:
+        raise _invalid("config_generation", config_generation, "is not a non-negative integer")
+    lines = [UPSTREAMS_HEADER, f"generation {table.generation}", f"config {config_generation}"]
+    for route in sorted(table.routes, key=lambda r: r.app):
+        if is_dynamic(route):
+            lines.append(" ".join(("app", route.app, *route.upstreams)))
+    return "\n".join(lines) + "\n"
+
+
 def render_nginx(
     table: RouteTable,
     *,
@@ -354,6 +589,7 @@ def render_nginx(
     listen_address: str = "0.0.0.0",
     worker_user: str | None = None,
     https_port: int | None = None,
+    dynamic: bool = False,
 ) -> str:
     """Render a complete nginx.conf for ``table``.
 
@@ -370,6 +606,13 @@ def render_nginx(
     With ``https_port``, each host that has a certificate in its route gets an HTTPS
     server on that port, and its HTTP requests (but the challenge path) redirect
     there; without it (TLS off) certificates are ignored and everything is HTTP.
+
+    With ``dynamic``, the config loads the Lua module (:data:`LUA_MODULES`) and
+    routes whose addresses are IP literals (:func:`is_dynamic`) get an upstream
+    whose balancer reads them from a shared dict that the controller fills over
+    ``paths.control_socket`` (:func:`render_upstream_table`); their addresses do
+    not appear in the text, so changing only them needs no reload. The probe
+    then answers from the posted table (see the Lua ``M.generation``).
 
     Raises InvalidRouteError, before rendering anything, if any value is invalid.
     """
@@ -388,6 +631,7 @@ def render_nginx(
         "# route change rewrites this file.",
         f"# generation {table.generation}, {len(routes)} route(s)",
         "",
+        *[f"load_module {module};" for module in (LUA_MODULES if dynamic else ())],
         *([f"user {user};"] if user else []),
         "worker_processes auto;",
         f"pid {paths.pid};",
@@ -448,6 +692,7 @@ def render_nginx(
         "    # A dead upstream in a group is skipped (requests not yet sent are retried).",
         "    proxy_next_upstream error timeout;",
         "",
+        *(_lua_setup(paths) if dynamic else []),
         "    # --- HTTPS ------------------------------------------------------------",
     ]
     if tls_port is None:
@@ -470,11 +715,40 @@ def render_nginx(
         out.append("")
         certified = set() if tls_port is None else {c.host for c in route.certificates}
         out += _route_blocks(route, listen, paths, certified,
-                             "" if tls_port is None else redirect_port)
+                             "" if tls_port is None else redirect_port, dynamic)
     out.append("")
-    out += _default_server(table.generation, listen, listen_ip, paths)
+    out += _default_server(table.generation, listen, listen_ip, paths, dynamic)
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def _lua_setup(paths: StatePaths) -> list[str]:
+    """The shared dict, the Lua module, and the control server on the unix socket."""
+    code = _LUA_MODULE.replace("@NOWHERE@", str(paths.control / "no-upstream"))
+    module = [f"        {line}" if line else "" for line in code.splitlines()]
+    return [
+        "    # --- dynamic upstreams (Lua) ---------------------------------------------",
+        f"    lua_shared_dict {_UPSTREAMS_DICT} {_UPSTREAMS_DICT_SIZE};",
+        "    init_by_lua_block {",
+        *module,
+        "    }",
+        "    # The controller posts the address table here. nginx makes the socket",
+        "    # world-writable; its directory (0700) keeps everyone but the router out.",
+        "    server {",
+        f"        listen unix:{paths.control_socket};",
+        "        access_log off;",
+        "        default_type text/plain;",
+        f"        client_max_body_size {_UPSTREAMS_MAX_BODY};",
+        f"        client_body_buffer_size {_UPSTREAMS_MAX_BODY};",
+        f"        location = {UPSTREAMS_PATH} {{",
+        '            content_by_lua_block { require("slipway.router").post() }',
+        "        }",
+        "        location / {",
+        "            return 404;",
+        "        }",
+        "    }",
+        "",
+    ]
 
 
 def _listen(ip: str, port: int) -> str:
@@ -521,7 +795,7 @@ def _https_server(route: Route, cert: HostCertificate, listen: str) -> list[str]
 
 
 def _route_blocks(route: Route, listen: str, paths: StatePaths, certified: set[str],
-                  redirect_port: str) -> list[str]:
+                  redirect_port: str, dynamic: bool) -> list[str]:
     """The upstream and the HTTP server(s) of one route.
 
     Hosts without a certificate are proxied over HTTP; hosts in ``certified``
@@ -532,7 +806,17 @@ def _route_blocks(route: Route, listen: str, paths: StatePaths, certified: set[s
     if route.upstreams:
         name = upstream_name(route.app)
         lines.append(f"    upstream {name} {{")
-        lines += [f"        server {address};" for address in route.upstreams]
+        if dynamic and is_dynamic(route):
+            # The server is a placeholder nginx requires; the balancer picks the peer.
+            # keepalive comes after it so it wraps the balancer.
+            lines += [
+                "        server 0.0.0.1:1;",
+                "        balancer_by_lua_block {",
+                f'            require("slipway.router").balance("{route.app}")',
+                "        }",
+            ]
+        else:
+            lines += [f"        server {address};" for address in route.upstreams]
         lines += [
             f"        keepalive {_UPSTREAM_KEEPALIVE};",
             f"        keepalive_timeout {_UPSTREAM_KEEPALIVE_TIMEOUT};",
@@ -566,11 +850,16 @@ def _route_blocks(route: Route, listen: str, paths: StatePaths, certified: set[s
 
 
 def _default_server(generation: int, listen: str, listen_ip: str,
-                    paths: StatePaths) -> list[str]:
+                    paths: StatePaths, dynamic: bool) -> list[str]:
     allowed = ["127.0.0.1", "::1"]
     if not ipaddress.ip_address(listen_ip).is_unspecified and listen_ip not in allowed:
         # The controller probes the address nginx listens on; let it in.
         allowed.append(listen_ip)
+    answer = [f'            return 200 "{generation}\\n";']
+    if dynamic:
+        answer = ["            content_by_lua_block {",
+                  f'                require("slipway.router").generation({generation})',
+                  "            }"]
     return [
         "    # Unknown hosts, and the controller's probe of the applied generation.",
         "    server {",
@@ -581,7 +870,7 @@ def _default_server(generation: int, listen: str, listen_ip: str,
         f"        location = {GENERATION_PATH} {{",
         *[f"            allow {address};" for address in allowed],
         "            deny all;",
-        f'            return 200 "{generation}\\n";',
+        *answer,
         "        }",
         "        location / {",
         '            return 404 "No app is configured for this host.\\n";',

@@ -3,6 +3,7 @@ clean, bad tables never replace good ones, nginx always stops."""
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import json
 import os
@@ -21,7 +22,7 @@ import pytest
 import redis
 import requests
 
-from slipway.router.controller import Nginx
+from slipway.router.controller import Nginx, _children, lua_modules_installed
 from slipway.router.daemon import run_router
 from slipway.router.errors import (
     ApplyFailedError,
@@ -41,6 +42,9 @@ from slipway.router.routes import (
     RouteTable,
 )
 from tests.support import free_port, start_redis, stop_process, wait_for
+
+needs_lua = pytest.mark.skipif(not lua_modules_installed(),
+                               reason="libnginx-mod-http-lua is not installed")
 
 pytestmark = pytest.mark.e2e
 
@@ -390,6 +394,157 @@ def test_a_killed_controller_leaves_nginx_adoptable_and_stoppable(state_dir, ups
         controller.stdout.close()
         server.stop()
 
+
+
+# --- dynamic upstreams (Lua balancer) and the static fallback --------------------------
+
+
+def workers(server: Nginx) -> set[int]:
+    pid = server.pid()
+    assert pid is not None
+    return set(_children(pid))
+
+
+@needs_lua
+def test_upstream_only_change_switches_without_a_reload(nginx, upstreams):
+    blue, green, spare = upstreams("blue"), upstreams("green"), upstreams("spare")
+    nginx.start(RouteTable(1, (route("web", ("web.localhost",), blue),)))
+    assert nginx.dynamic
+    before = workers(nginx)
+    conf = nginx.paths.conf.read_bytes()
+
+    nginx.apply(RouteTable(2, (route("web", ("web.localhost",), green),)))
+
+    assert nginx.last_switch == "post"
+    assert workers(nginx) == before
+    assert nginx.paths.conf.read_bytes() == conf
+    assert {get(nginx, "web.localhost").json()["name"] for _ in range(10)} == {"green"}
+    assert nginx.served_generation() == 2
+    # Scaling is an address change too: both are served, round robin.
+    nginx.apply(RouteTable(3, (route("web", ("web.localhost",), green, spare),)))
+    assert nginx.last_switch == "post"
+    assert {get(nginx, "web.localhost").json()["name"] for _ in range(10)} == {"green", "spare"}
+    assert workers(nginx) == before
+
+
+@needs_lua
+def test_keep_alive_connection_survives_upstream_switches(nginx, upstreams):
+    blue, green = upstreams("blue"), upstreams("green")
+    nginx.start(RouteTable(1, (route("web", ("web.localhost",), blue),)))
+    conn = http.client.HTTPConnection("127.0.0.1", nginx.http_port, timeout=5)
+    try:
+        conn.connect()
+        sock = conn.sock
+        expected = "blue"
+        for generation in range(2, 7):
+            for _ in range(3):
+                conn.request("GET", "/", headers={"Host": "web.localhost"})
+                answer = conn.getresponse()
+                assert answer.status == 200
+                assert json.loads(answer.read())["name"] == expected
+                assert conn.sock is sock, "nginx closed the kept-alive connection"
+            expected = "green" if expected == "blue" else "blue"
+            target = green if expected == "green" else blue
+            nginx.apply(RouteTable(generation, (route("web", ("web.localhost",), target),)))
+            assert nginx.last_switch == "post"
+    finally:
+        conn.close()
+
+
+@needs_lua
+def test_adding_an_app_reloads_with_its_addresses_in_place(nginx, upstreams):
+    web, api = upstreams("web"), upstreams("api")
+    nginx.start(RouteTable(1, (route("web", ("web.localhost",), web),)))
+    before = workers(nginx)
+
+    nginx.apply(RouteTable(2, (route("web", ("web.localhost",), web),
+                               route("api", ("api.localhost",), api))))
+
+    assert nginx.last_switch == "reload"
+    assert workers(nginx).isdisjoint(before)
+    assert get(nginx, "api.localhost").json()["name"] == "api"
+    assert get(nginx, "web.localhost").json()["name"] == "web"
+    assert nginx.served_generation() == 2
+    # Scaling to zero changes the config (a 503 page); back up again too.
+    nginx.apply(RouteTable(3, (Route("web", ("web.localhost",), ()),
+                               route("api", ("api.localhost",), api))))
+    assert nginx.last_switch == "reload"
+    assert get(nginx, "web.localhost").status_code == 503
+
+
+@needs_lua
+def test_control_socket_is_private_and_refuses_a_bad_table(nginx, upstreams):
+    web = upstreams("web")
+    nginx.start(RouteTable(1, (route("web", ("web.localhost",), web),)))
+    assert nginx.paths.control.stat().st_mode & 0o777 == 0o700
+
+    for body in ("slipway-upstreams 1\ngeneration 9\nconfig 1\napp web 127.0.0.1:99999\n",
+                 "slipway-upstreams 1\ngeneration 9\nconfig 1\napp Web 127.0.0.1:80\n",
+                 "slipway-upstreams 1\ngeneration 9\napp web 127.0.0.1:80\n",
+                 "generation 9\nconfig 1\n"):
+        with pytest.raises(NginxError, match=r"refused the upstream table \(400\)"):
+            nginx._post_text(body)
+    assert get(nginx, "web.localhost").json()["name"] == "web"
+    assert nginx.served_generation() == 1
+    # A table that leaves a routed app without addresses: its requests get a 502.
+    nginx._post_text("slipway-upstreams 1\ngeneration 2\nconfig 1\napp web\n")
+    assert get(nginx, "web.localhost").status_code == 502
+    assert nginx.served_generation() == 2
+
+
+def test_static_mode_reloads_for_an_address_change(state_dir, upstreams):
+    blue, green = upstreams("blue"), upstreams("green")
+    server = Nginx(state_dir, free_port(), dynamic=False)
+    try:
+        server.start(RouteTable(1, (route("web", ("web.localhost",), blue),)))
+        assert "lua" not in server.paths.conf.read_text()
+        before = workers(server)
+        server.apply(RouteTable(2, (route("web", ("web.localhost",), green),)))
+        assert server.last_switch == "reload"
+        assert workers(server).isdisjoint(before)
+        assert get(server, "web.localhost").json()["name"] == "green"
+        assert server.served_generation() == 2
+    finally:
+        server.stop()
+
+
+@needs_lua
+def test_auto_mode_falls_back_to_static_when_nginx_refuses_the_module(state_dir, upstreams):
+    class NoLua(Nginx):
+        def render(self, table: RouteTable) -> str:
+            # As if the module file were there but unusable (e.g. built for another nginx).
+            return super().render(table).replace("ngx_http_lua_module.so", "missing.so")
+
+    web = upstreams("web")
+    server = NoLua(state_dir, free_port())
+    try:
+        server.start(RouteTable(1, (route("web", ("web.localhost",), web),)))
+        assert not server.dynamic
+        assert get(server, "web.localhost").json()["name"] == "web"
+        server.apply(RouteTable(2, (route("web", ("web.localhost",), upstreams("new")),)))
+        assert server.last_switch == "reload"
+        assert get(server, "web.localhost").json()["name"] == "new"
+    finally:
+        server.stop()
+
+
+@needs_lua
+def test_dynamic_controller_adopts_a_static_nginx(state_dir, upstreams):
+    web = upstreams("web")
+    port = free_port()
+    static = Nginx(state_dir, port, dynamic=False)
+    static.start(RouteTable(1, (route("web", ("web.localhost",), web),)))
+    server = Nginx(state_dir, port, dynamic=True)
+    try:
+        server.start(RouteTable(2, (route("web", ("web.localhost",), web),)))
+        assert server.last_switch == "reload"
+        assert get(server, "web.localhost").json()["name"] == "web"
+        assert server.served_generation() == 2
+        server.apply(RouteTable(3, (route("web", ("web.localhost",), upstreams("new")),)))
+        assert server.last_switch == "post"
+        assert get(server, "web.localhost").json()["name"] == "new"
+    finally:
+        server.stop()
 
 def test_stop_is_safe_when_nothing_runs_and_with_a_stale_pid_file(state_dir):
     server = Nginx(state_dir, free_port())

@@ -19,3 +19,13 @@ def test_instance_id_follows_the_home(tmp_path):
     assert first == Settings(home=tmp_path / "a").instance_id
     assert first != Settings(home=tmp_path / "b").instance_id
     assert Settings(home=tmp_path / "a", instance="prod").instance_id == "prod"
+
+
+def test_router_upstreams_setting(monkeypatch):
+    monkeypatch.delenv("SLIPWAY_ROUTER_UPSTREAMS", raising=False)
+    assert Settings().router_upstreams == "auto"
+    monkeypatch.setenv("SLIPWAY_ROUTER_UPSTREAMS", "static")
+    assert Settings().router_upstreams == "static"
+    monkeypatch.setenv("SLIPWAY_ROUTER_UPSTREAMS", "lua")
+    with pytest.raises(ValueError, match="router_upstreams"):
+        Settings()

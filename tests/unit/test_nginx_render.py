@@ -13,7 +13,9 @@ import pytest
 
 from slipway.router.errors import InvalidRouteError, RouterError
 from slipway.router.nginx import (
+    is_dynamic,
     render_nginx,
+    render_upstream_table,
     validate_host,
     validate_routes,
     validate_upstream,
@@ -56,6 +58,13 @@ CASES: dict[str, tuple[RouteTable, dict]] = {
                 {"http_port": 80, "state_dir": STATE}),
     "listen_ipv6": (RouteTable(generation=7, routes=(API,)),
                     {"http_port": 18080, "state_dir": STATE, "listen_address": "::"}),
+    # Lua balancer: WEB's addresses leave the config, API (a host name) and IDLE
+    # (no addresses) keep what they render statically.
+    "dynamic": (RouteTable(generation=42, routes=(WEB, IDLE, API)),
+                {"http_port": 80, "state_dir": STATE, "dynamic": True}),
+    "dynamic_tls": (RouteTable(generation=9, routes=(SECURE, IDLE)),
+                    {"http_port": 8080, "https_port": 8443, "state_dir": STATE,
+                     "dynamic": True}),
 }
 
 
@@ -345,3 +354,68 @@ def test_error_as_data():
         "message": caught.value.message,
         "field": "routes[0].hosts[0]",
     }
+
+
+# --- dynamic upstreams ---------------------------------------------------------------
+
+
+def test_dynamic_config_does_not_depend_on_ip_addresses():
+    moved = Route(app="web", hosts=WEB.hosts, upstreams=("172.18.0.7:5000",))
+    scaled = Route(app="web", hosts=WEB.hosts,
+                   upstreams=("172.18.0.7:5000", "172.18.0.8:5000", "[fd00::3]:5000"))
+    texts = {render(RouteTable(generation=3, routes=(r, API)), dynamic=True)
+             for r in (WEB, moved, scaled)}
+    assert len(texts) == 1
+    text = texts.pop()
+    assert "32768" not in text and "172.18" not in text
+    assert "server app-host-2:8000;" in text  # a host name stays static
+
+
+def test_dynamic_upstream_has_balancer_then_keepalive():
+    text = render(RouteTable(generation=1, routes=(WEB,)), dynamic=True)
+    block = text[text.index("upstream app_web {"):]
+    block = block[: block.index("\n    }")]
+    assert block.index("balancer_by_lua_block") < block.index("keepalive 128;")
+    assert 'require("slipway.router").balance("web")' in block
+    assert text.startswith("# Generated") and "load_module /usr/lib/nginx/modules/" in text
+    assert "listen unix:/var/lib/slipway/router/control/upstreams.sock;" in text
+
+
+def test_static_config_has_no_lua():
+    text = render(RouteTable(generation=1, routes=(WEB,)))
+    assert "lua" not in text and "load_module" not in text
+
+
+@pytest.mark.parametrize("route, dynamic", [
+    (WEB, True),
+    (API, False),
+    (IDLE, False),
+    (Route(app="v6", hosts=("v6.example.com",), upstreams=("[::1]:80",)), True),
+])
+def test_is_dynamic(route, dynamic):
+    assert is_dynamic(route) is dynamic
+
+
+def test_upstream_table_lists_dynamic_routes_sorted():
+    table = RouteTable(generation=12, routes=(WEB, IDLE, API, Route(
+        app="api2", hosts=("api2.example.com",), upstreams=("10.0.0.2:80", "[fd00::1]:81"))))
+    assert render_upstream_table(table, 10) == (
+        "slipway-upstreams 1\n"
+        "generation 12\n"
+        "config 10\n"
+        "app api2 10.0.0.2:80 [fd00::1]:81\n"
+        "app web 127.0.0.1:32768 127.0.0.1:32769\n"
+    )
+
+
+@pytest.mark.parametrize("bad", [-1, True, "3", None])
+def test_upstream_table_refuses_a_bad_config_generation(bad):
+    with pytest.raises(InvalidRouteError, match="config_generation"):
+        render_upstream_table(RouteTable(generation=1, routes=(WEB,)), bad)
+
+
+def test_upstream_table_validates_routes_first():
+    bad = Route(app="web", hosts=("web.example.com",), upstreams=("127.0.0.1:8000\napp x",))
+    with pytest.raises(InvalidRouteError) as caught:
+        render_upstream_table(RouteTable(generation=1, routes=(bad,)), 1)
+    assert caught.value.field == "routes[0].upstreams[0]"
