@@ -200,12 +200,17 @@ def _ms(text: str) -> float:
 
 
 def tls_table(generation: int, size: int, cert: HostCertificate, upstream: str) -> RouteTable:
-    """``size`` routes; every other one has a certificate (the same files: nginx loads each)."""
+    """``size`` routes; every other one has a certificate (the same files: nginx loads each).
+
+    App names carry the generation, so each table differs from the last in more than
+    addresses: every apply renders, checks and reloads (no address-only switch).
+    """
     routes = []
     for i in range(size):
-        host = f"app{i}.example.test"
+        app = f"app{i}g{generation}"
+        host = f"{app}.example.test"
         certs = (HostCertificate(host, cert.certificate, cert.key),) if i % 2 == 0 else ()
-        routes.append(Route(app=f"app{i}", hosts=(host,), upstreams=(upstream,),
+        routes.append(Route(app=app, hosts=(host,), upstreams=(upstream,),
                             certificates=certs))
     return RouteTable(generation, tuple(routes))
 
