@@ -110,7 +110,7 @@ def list_processes(session: Session, settings: Settings, app: App) -> list[dict]
             # While it runs between two crashes Docker reports 0: nothing to show then.
             "exit_code": info["State"].get("ExitCode")
             if crashed and info["State"].get("Status") != "running" else None,
-            "last_logs": safe_lines(runtime.raw_logs(client, c["Id"], CRASH_LOG_LINES))
+            "last_logs": safe_lines(runtime.raw_logs(client, c["Id"], CRASH_LOG_LINES) or b"")
             if crashed else [],
         })
     return sorted(rows, key=lambda r: (r["type"] != "web", r["type"], r["name"]))

@@ -284,19 +284,20 @@ def _status(client: docker.DockerClient, container_id: str) -> str:
 
 
 def last_logs(client: docker.DockerClient, container_id: str, lines: int = 20) -> str:
-    try:
-        out = client.api.logs(container_id, tail=lines, stdout=True, stderr=True)
-    except DockerException:
+    """The last ``lines`` lines a container wrote, as text for a message."""
+    out = raw_logs(client, container_id, lines)
+    if out is None:
         return "(no logs)"
     return out.decode(errors="replace").rstrip() or "(no output)"
 
 
-def raw_logs(client: docker.DockerClient, container_id: str, lines: int) -> bytes:
-    """The last ``lines`` lines a container wrote (stdout and stderr), as bytes; b"" if gone."""
+def raw_logs(client: docker.DockerClient, container_id: str, lines: int) -> bytes | None:
+    """The last ``lines`` lines a container wrote (stdout and stderr), as bytes; None if
+    Docker cannot tell (the container is gone)."""
     try:
         return client.api.logs(container_id, tail=lines, stdout=True, stderr=True)
     except DockerException:
-        return b""
+        return None
 
 
 def inspect(client: docker.DockerClient, container_id: str) -> dict | None:
