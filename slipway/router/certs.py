@@ -203,3 +203,21 @@ class InternalCA:
         )
         return (leaf.public_bytes(serialization.Encoding.PEM)
                 + ca_cert.public_bytes(serialization.Encoding.PEM))
+
+
+def self_signed_pem(host: str, days: int = 365 * _CA_YEARS) -> tuple[bytes, bytes]:
+    """A fresh key and a self-signed certificate for ``host``: (key PEM, certificate PEM)."""
+    key_pem = new_key_pem()
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)

@@ -18,11 +18,15 @@ address table to a unix socket. A change of addresses only (deploy, scale,
 restart, rollback) is that post and nothing else: no reload, so keep-alive
 client connections and requests in flight are never touched. A change that
 needs a reload posts the table first (shared dicts survive reloads), so the new
-workers never serve a route without its addresses.
+workers never serve a route without its addresses. The certificates of those
+apps' hosts are posted the same way, those that changed only, so a renewal
+needs no reload either; certificates of hosts that left are dropped once the
+config that named them is gone.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import http.client
@@ -40,13 +44,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from slipway.router.certs import self_signed_pem, write_private
 from slipway.router.errors import ConfigRejectedError, NginxError
 from slipway.router.nginx import (
+    CERTIFICATES_HEADER,
+    CERTIFICATES_PATH,
     GENERATION_PATH,
     LUA_MODULES,
     PROBE_HOST,
     UPSTREAMS_PATH,
     StatePaths,
+    is_dynamic,
     render_nginx,
     render_upstream_table,
     validate_listen_address,
@@ -64,6 +72,8 @@ _POLL_INTERVAL = 0.005
 
 # (path, sha256) of each certificate and key file a config names.
 _Certificates = tuple[tuple[str, str | None], ...]
+# host -> (chain PEM, key PEM) of the certificates posted to the Lua side.
+_Pems = dict[str, tuple[bytes, bytes]]
 
 
 def lua_modules_installed() -> bool:
@@ -123,6 +133,10 @@ class Nginx:
         self._live: tuple[int, str, _Certificates] | None = None
         # The address table nginx holds (dynamic mode), to restore after a failed reload.
         self._posted: str | None = None
+        # host -> digest of each certificate posted to the Lua side, and whether it
+        # may hold others besides (an adopted nginx: hosts long gone).
+        self._posted_certificates: dict[str, str] = {}
+        self._stray_certificates = True
         self._lock = threading.RLock()
         self._warned_unreachable = False
 
@@ -158,8 +172,8 @@ class Nginx:
                 return
             started = time.monotonic()
             self._prepare_dirs()
-            certificates = self._certificates(table)
             text, candidate, rendered = self._render_checked(table)
+            certificates, pems = self._certificates(table)
             checked = time.monotonic()
             self._swap_in(candidate)
             for stale in (self.paths.pid, self.paths.control_socket):
@@ -167,8 +181,11 @@ class Nginx:
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()
             self._launch()
+            # A new master starts with empty shared dicts.
+            self._posted_certificates, self._stray_certificates = {}, False
             try:
                 if self.dynamic:
+                    self._post_certificates(pems, retry=True)
                     # The probe answers 503 until the first table is posted.
                     self._post(table, table.generation, retry=True)
                 self._wait_for_generation(table.generation, self.reload_timeout)
@@ -209,15 +226,17 @@ class Nginx:
                 self._live = None
                 raise NginxError(f"nginx is not running from {self.paths.root}; start it first",
                                  generation=table.generation)
-            certificates = self._certificates(table)
             if self.dynamic and self._live is not None:
+                certificates, pems = self._certificates(table)
                 live_generation, live_text, live_certificates = self._live
                 # Rendered at the live generation, the text is the live one exactly
-                # when nothing but dynamic upstream addresses changed. A renewed
-                # certificate keeps its paths: only a reload loads its new files.
+                # when nothing but dynamic upstream addresses and posted certificates
+                # changed. A renewed certificate in a file the config names keeps
+                # its path: only a reload loads its new files.
                 same = self.render(RouteTable(live_generation, table.routes))
                 if same == live_text and certificates == live_certificates:
                     rendered = time.monotonic()
+                    self._post_certificates(pems)
                     self._post(table, live_generation)
                     self._wait_for_generation(table.generation, self.reload_timeout)
                     done = time.monotonic()
@@ -227,6 +246,7 @@ class Nginx:
                     return done - started
             self._prepare_dirs()
             text, candidate, rendered = self._render_checked(table)
+            certificates, pems = self._certificates(table)
             checked = time.monotonic()
             try:
                 previous: bytes | None = self.paths.conf.read_bytes()
@@ -236,7 +256,9 @@ class Nginx:
             posted = False
             if self.dynamic:
                 try:
-                    # Before the reload, so the new workers find every address in place.
+                    # Before the reload, so the new workers find every address and
+                    # certificate in place.
+                    self._post_certificates(pems)
                     self._post(table, table.generation)
                     posted = True
                 except NginxError as exc:
@@ -251,6 +273,7 @@ class Nginx:
             try:
                 os.kill(pid, signal.SIGHUP)
                 if self.dynamic and not posted:
+                    self._post_certificates(pems, retry=True)
                     self._post(table, table.generation, retry=True)
                 self._wait_for_generation(table.generation, self.reload_timeout)
             except (NginxError, OSError) as exc:
@@ -259,6 +282,7 @@ class Nginx:
                 if previous_table is not None:
                     with contextlib.suppress(NginxError):
                         self._post_text(previous_table)
+                        self._posted = previous_table
                 self._live = None
                 if isinstance(exc, NginxError):
                     raise
@@ -271,6 +295,8 @@ class Nginx:
             if not _wait_retired(retiring, self.reload_timeout):
                 log.warning("old nginx workers %s still accept connections %g s after reload",
                             retiring, self.reload_timeout)
+            if self.dynamic:
+                self._drop_certificates(pems)
             self._live = (table.generation, text, certificates)
             self.last_switch = "reload"
             done = time.monotonic()
@@ -309,6 +335,7 @@ class Nginx:
         """
         with self._lock:
             self._live = self._posted = None
+            self._posted_certificates, self._stray_certificates = {}, True
             pid = self.pid()
             if pid is None or not self._is_master(pid):
                 with contextlib.suppress(FileNotFoundError):
@@ -358,6 +385,10 @@ class Nginx:
             # everyone but this user (the master's) out.
             self.paths.control.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.paths.control.chmod(0o700)
+            if self.https_port is not None and not self.paths.placeholder_key.exists():
+                key, certificate = self_signed_pem("placeholder.invalid")
+                write_private(self.paths.placeholder_key, key)
+                write_private(self.paths.placeholder_certificate, certificate, 0o644)
         except OSError as exc:
             raise NginxError(f"could not create nginx's directories in {self.paths.root}: "
                              f"{exc}") from exc
@@ -392,19 +423,69 @@ class Nginx:
                 user, self.paths.temp, blocked[-1],
             )
 
-    def _certificates(self, table: RouteTable) -> _Certificates:
-        """A digest of every certificate and key file ``table`` names (None if unreadable)."""
+    def _certificates(self, table: RouteTable) -> tuple[_Certificates, _Pems]:
+        """The certificates of ``table``: a digest of each file the config names (None
+        if unreadable), and the PEMs of those posted instead (balanced apps' hosts,
+        with dynamic upstreams)."""
         if self.https_port is None:
-            return ()  # TLS off: certificates are not in the config
+            return (), {}  # TLS off: certificates are not in the config
+        files: set[str] = set()
+        pems: _Pems = {}
+        for route in table.routes:
+            for cert in route.certificates:
+                if not (self.dynamic and is_dynamic(route)):
+                    files.update((cert.certificate, cert.key))
+                    continue
+                try:
+                    pems[cert.host] = (Path(cert.certificate).read_bytes(),
+                                       Path(cert.key).read_bytes())
+                except OSError as exc:
+                    log.warning("cannot read the certificate of %s (%s); its TLS handshakes "
+                                "fail until it can be read", cert.host, exc)
         found = []
-        for path in sorted({p for route in table.routes for cert in route.certificates
-                            for p in (cert.certificate, cert.key)}):
+        for path in sorted(files):
             try:
                 digest: str | None = hashlib.sha256(Path(path).read_bytes()).hexdigest()
             except OSError:
                 digest = None
             found.append((path, digest))
-        return tuple(found)
+        return tuple(found), pems
+
+    def _post_certificates(self, pems: _Pems, *, retry: bool = False) -> None:
+        """Post the certificates in ``pems`` the Lua side lacks or holds older copies of.
+
+        Never drops one: the config being replaced may still name its host (see
+        :meth:`_drop_certificates`). With ``retry``, waits for the control socket
+        as :meth:`_post` does. Raises NginxError.
+        """
+        known = self._posted_certificates
+        digests = {host: _digest(pair) for host, pair in pems.items()}
+        changed = sorted(host for host, digest in digests.items() if known.get(host) != digest)
+        if not changed:
+            return
+        lines = [CERTIFICATES_HEADER, *(_set_line(host, pems[host]) for host in changed)]
+        self._control_post(CERTIFICATES_PATH, "\n".join(lines) + "\n", retry=retry)
+        self._posted_certificates = {**known, **{host: digests[host] for host in changed}}
+
+    def _drop_certificates(self, pems: _Pems) -> None:
+        """Drop the certificates of hosts not in ``pems``, once the live config is
+        the one ``pems`` belongs to; after an adoption, of every host not in it
+        (the set is sent whole, to replace all). A failure is only logged: a stray
+        certificate serves nobody, its host being in no config."""
+        lines = [CERTIFICATES_HEADER]
+        if self._stray_certificates:
+            lines += ["replace", *(_set_line(host, pems[host]) for host in sorted(pems))]
+        else:
+            lines += [f"drop {host}" for host in sorted(set(self._posted_certificates) - set(pems))]
+        if len(lines) == 1:
+            return
+        try:
+            self._control_post(CERTIFICATES_PATH, "\n".join(lines) + "\n")
+        except NginxError as exc:
+            log.warning("could not drop stale certificates: %s", exc)
+            return
+        self._posted_certificates = {host: _digest(pems[host]) for host in pems}
+        self._stray_certificates = False
 
     def _render_checked(self, table: RouteTable) -> tuple[str, Path, float]:
         """Render ``table`` and ``nginx -t`` it: the text, the checked file, when rendered.
@@ -442,34 +523,44 @@ class Nginx:
         OSError when the socket could not be reached.
         """
         body = render_upstream_table(table, config_generation)
+        try:
+            self._control_post(UPSTREAMS_PATH, body, retry=retry)
+        except NginxError as exc:
+            exc.generation = table.generation
+            raise
+        self._posted = body
+
+    def _control_post(self, path: str, body: str, *, retry: bool = False) -> None:
+        """POST ``body`` to ``path`` on the control socket; raises NginxError if not
+        taken, whose cause is the OSError when the socket could not be reached.
+        With ``retry``, waits up to ``reload_timeout`` for the socket to appear."""
         deadline = time.monotonic() + self.reload_timeout
         while True:
             try:
-                self._post_text(body)
+                self._post_text(body, path)
                 return
             except NginxError as exc:
                 if not retry or not isinstance(exc.__cause__, OSError) \
                         or time.monotonic() > deadline:
-                    exc.generation = table.generation
                     raise
             time.sleep(_POLL_INTERVAL)
 
-    def _post_text(self, body: str) -> None:
-        """POST an address table to the control socket; raises NginxError if not taken."""
+    def _post_text(self, body: str, path: str = UPSTREAMS_PATH) -> None:
+        """POST ``body`` to the control socket once; raises NginxError if not taken."""
+        what = "upstream table" if path == UPSTREAMS_PATH else "certificates"
         conn = _UnixHTTPConnection(self.paths.control_socket, timeout=_COMMAND_TIMEOUT)
         try:
-            conn.request("POST", UPSTREAMS_PATH, body=body.encode("ascii"),
+            conn.request("POST", path, body=body.encode("ascii"),
                          headers={"Host": "localhost", "Content-Type": "text/plain"})
             response = conn.getresponse()
             answer = response.read().decode("ascii", "replace").strip()
         except (OSError, http.client.HTTPException) as exc:
-            raise NginxError(f"could not post the upstream table to "
+            raise NginxError(f"could not post the {what} to "
                              f"{self.paths.control_socket}: {exc}") from exc
         finally:
             conn.close()
         if response.status != 200:
-            raise NginxError(f"nginx refused the upstream table ({response.status}): {answer}")
-        self._posted = body
+            raise NginxError(f"nginx refused the {what} ({response.status}): {answer}")
 
     def _check(self, text: str) -> Path:
         """Write ``text`` beside the live config and ``nginx -t`` it; return the file.
@@ -621,6 +712,15 @@ class Nginx:
             handle.write(data)
         os.chmod(name, 0o644)
         os.replace(name, path)
+
+
+def _digest(pair: tuple[bytes, bytes]) -> str:
+    return hashlib.sha256(b"\0".join(pair)).hexdigest()
+
+
+def _set_line(host: str, pair: tuple[bytes, bytes]) -> str:
+    """A certificate set's line storing ``host``'s chain and key."""
+    return " ".join(("set", host, *(base64.b64encode(pem).decode("ascii") for pem in pair)))
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

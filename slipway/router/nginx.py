@@ -50,6 +50,9 @@ _HSTS_MAX_AGE = 31536000
 # per request instead of 25 and halved throughput (bench/router.py); idle ones
 # still close after the timeout below.
 _UPSTREAM_KEEPALIVE = 128
+# The same for the one upstream every balanced app shares: its idle connections
+# are matched to an app by address, so the cap covers all of them together.
+_SHARED_KEEPALIVE = 1024
 # Shorter than the idle timeout of the servers apps commonly run (gunicorn 2 s,
 # Node 5 s), so nginx never reuses a connection the app is about to close; a
 # POST sent on such a connection would fail without a retry.
@@ -74,10 +77,20 @@ _UPSTREAMS_DICT = "slipway_upstreams"
 # The dict keeps two copies of the table while one replaces the other; 4 MiB
 # holds thousands of apps with ten addresses each.
 _UPSTREAMS_DICT_SIZE = "4m"
-# The largest address table the control server reads (kept in memory, never on disk).
-_UPSTREAMS_MAX_BODY = "1m"
 # The first line of every posted table, so a stray request is never taken for one.
 UPSTREAMS_HEADER = "slipway-upstreams 1"
+# Certificates of balanced apps' hosts, posted like addresses and picked per
+# handshake by SNI, so a new or renewed certificate needs no reload.
+CERTIFICATES_PATH = "/certificates"
+_CERTIFICATES_DICT = "slipway_certificates"
+# About 8,000 hosts with a 4 KB chain and key each.
+_CERTIFICATES_DICT_SIZE = "32m"
+CERTIFICATES_HEADER = "slipway-certificates 1"
+# The largest body the control server reads (kept in memory, never on disk): a
+# full set of certificates, base64-encoded.
+_CONTROL_MAX_BODY = "64m"
+# The variable the shared servers set to the app a request's host belongs to.
+_APP_VARIABLE = "slipway_app"
 
 
 # The Lua side of dynamic upstreams, loaded once per config into every worker as
@@ -88,7 +101,9 @@ UPSTREAMS_HEADER = "slipway-upstreams 1"
 # old table or the new one, never a mix.
 _LUA_MODULE = """\
 local balancer = require "ngx.balancer"
+local ssl = require "ngx.ssl"
 local dict = ngx.shared.@DICT@
+local certificates = ngx.shared.@CERTIFICATES@
 local M = {}
 local seen, current = nil, nil
 -- Round-robin position per app, in this worker.
@@ -168,6 +183,7 @@ end
 
 -- balancer_by_lua: round robin over the app's addresses; a retry
 -- (proxy_next_upstream) takes the next address this request has not tried.
+-- ngx.ctx costs a table per request: only apps with several addresses need it.
 function M.balance(app)
     local state = M.current()
     local peers = state and state.apps[app]
@@ -176,8 +192,8 @@ function M.balance(app)
         ngx.log(ngx.ERR, "slipway: app ", app, " has no upstream addresses")
         return nowhere()
     end
-    local ctx = ngx.ctx
-    local tried = ctx.slipway_tried
+    local ctx = count > 1 and ngx.ctx or nil
+    local tried = ctx and ctx.slipway_tried
     local pick
     if not tried then
         pick = (turn[app] or 0) % count + 1
@@ -236,6 +252,131 @@ function M.post()
     ngx.say(state.generation)
 end
 
+-- Certificates: the dict maps a host to "<chain PEM>\\0<key PEM>", one value so a
+-- handshake never pairs a chain with another key. Each worker keeps what it
+-- parsed, and parses again only when the stored value changed.
+local parsed = {}
+
+local function split(value)
+    local cut = value:find("\\0", 1, true)
+    if not cut then return nil end
+    return value:sub(1, cut - 1), value:sub(cut + 1)
+end
+
+local function load_pair(chain_pem, key_pem)
+    local chain, err = ssl.parse_pem_cert(chain_pem)
+    if not chain then return nil, nil, "not a PEM certificate chain: " .. err end
+    local key
+    key, err = ssl.parse_pem_priv_key(key_pem)
+    if not key then return nil, nil, "not a PEM private key: " .. err end
+    return chain, key
+end
+
+-- ssl_certificate_by_lua: the certificate of the host the client names (SNI).
+-- A name without one ends the handshake: the placeholder is never served.
+function M.certificate()
+    local name = ssl.server_name()
+    name = name and name:lower()
+    local value = name and certificates:get(name)
+    if not value then
+        if name then parsed[name] = nil end
+        return ngx.exit(ngx.ERROR)
+    end
+    local entry = parsed[name]
+    if not entry or entry.value ~= value then
+        local chain, key, err = load_pair(split(value))
+        if not chain then
+            ngx.log(ngx.ERR, "slipway: certificate of ", name, ": ", err)
+            return ngx.exit(ngx.ERROR)
+        end
+        entry = {value = value, chain = chain, key = key}
+        parsed[name] = entry
+    end
+    local ok, err = ssl.clear_certs()
+    if ok then ok, err = ssl.set_cert(entry.chain) end
+    if ok then ok, err = ssl.set_priv_key(entry.key) end
+    if not ok then
+        ngx.log(ngx.ERR, "slipway: could not serve the certificate of ", name, ": ", err)
+        return ngx.exit(ngx.ERROR)
+    end
+end
+
+-- The changes in a posted certificate set, or nil and what is wrong with it:
+-- "set <host> <base64 chain> <base64 key>", "drop <host>", and "replace" (drop
+-- every host the set does not name).
+function M.parse_certificates(body)
+    local change = {set = {}, drop = {}, replace = false}
+    local n = 0
+    for line in body:gmatch("[^\\n]+") do
+        n = n + 1
+        local words = {}
+        for word in line:gmatch("%S+") do words[#words + 1] = word end
+        local kind, host = words[1], words[2]
+        if n == 1 then
+            if line ~= "@CERTIFICATES_HEADER@" then
+                return nil, "line 1: not a certificate set"
+            end
+        elseif kind == "replace" and #words == 1 then
+            change.replace = true
+        elseif (kind == "set" and #words == 4) or (kind == "drop" and #words == 2) then
+            if #host > 253 or not host:match("^[a-z0-9][a-z0-9.-]*$") then
+                return nil, "line " .. n .. ": bad host"
+            end
+            if kind == "drop" then
+                change.drop[host] = true
+            else
+                local chain_pem = ngx.decode_base64(words[3])
+                local key_pem = ngx.decode_base64(words[4])
+                if not chain_pem or not key_pem then
+                    return nil, "line " .. n .. ": bad base64"
+                end
+                local chain, _, err = load_pair(chain_pem, key_pem)
+                if not chain then return nil, "line " .. n .. ": " .. err end
+                change.set[host] = chain_pem .. "\\0" .. key_pem
+            end
+        else
+            return nil, "line " .. n .. ": unknown line"
+        end
+    end
+    if n == 0 then return nil, "empty body" end
+    return change
+end
+
+-- content_by_lua on the control socket: apply a certificate set.
+function M.post_certificates()
+    if ngx.req.get_method() ~= "POST" then
+        ngx.status = 405
+        ngx.say("POST a certificate set")
+        return ngx.exit(ngx.HTTP_OK)
+    end
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data()
+    local change, err = M.parse_certificates(body or "")
+    if not change then
+        ngx.status = 400
+        ngx.say(body and err or "empty or oversized body")
+        return ngx.exit(ngx.HTTP_OK)
+    end
+    local count = 0
+    for host, value in pairs(change.set) do
+        local ok
+        ok, err = certificates:safe_set(host, value)
+        if not ok then
+            ngx.status = 507
+            ngx.say("could not store the certificate of ", host, ": ", err)
+            return ngx.exit(ngx.HTTP_OK)
+        end
+        count = count + 1
+    end
+    for host in pairs(change.drop) do certificates:delete(host) end
+    if change.replace then
+        for _, host in ipairs(certificates:get_keys(0)) do
+            if not change.set[host] then certificates:delete(host) end
+        end
+    end
+    ngx.say(count)
+end
+
 -- content_by_lua of the generation probe: the posted table's generation once it
 -- belongs to this worker's config; the config's own generation while it does not
 -- (old workers during a reload); 503 before any table is posted.
@@ -250,7 +391,9 @@ function M.generation(config)
 end
 
 package.loaded["slipway.router"] = M
-""".replace("@DICT@", _UPSTREAMS_DICT).replace("@HEADER@", UPSTREAMS_HEADER)
+""".replace("@DICT@", _UPSTREAMS_DICT).replace("@HEADER@", UPSTREAMS_HEADER) \
+    .replace("@CERTIFICATES@", _CERTIFICATES_DICT) \
+    .replace("@CERTIFICATES_HEADER@", CERTIFICATES_HEADER)
 
 
 @dataclass(frozen=True)
@@ -299,6 +442,16 @@ class StatePaths:
     def control_socket(self) -> Path:
         """The unix socket the address table is posted to (dynamic upstreams only)."""
         return self.control / "upstreams.sock"
+
+    @property
+    def placeholder_certificate(self) -> Path:
+        """A self-signed certificate nginx requires of a TLS server whose
+        certificates come from Lua; never served (see the Lua ``M.certificate``)."""
+        return self.root / "tls" / "placeholder.pem"
+
+    @property
+    def placeholder_key(self) -> Path:
+        return self.root / "tls" / "placeholder.key"
 
     @property
     def challenges(self) -> Path:
@@ -625,6 +778,10 @@ def render_nginx(
     listen = _listen(listen_ip, port)
     tls_port = None if https_port is None else validate_port(https_port, "https_port")
     routes = sorted(table.routes, key=lambda r: r.app)
+    shared = [route for route in routes if dynamic and is_dynamic(route)]
+    separate = [route for route in routes if not (dynamic and is_dynamic(route))]
+    tls_listen = None if tls_port is None else _listen(listen_ip, tls_port)
+    redirect_port = "" if tls_port in (None, 443) else f":{tls_port}"
 
     out: list[str] = [
         "# Generated by Slipway's router (slipway.router.nginx). Do not edit: every",
@@ -662,6 +819,8 @@ def render_nginx(
         "    # Room for many hosts and for names up to 253 characters.",
         "    server_names_hash_max_size 65536;",
         "    server_names_hash_bucket_size 512;",
+        "    map_hash_max_size 65536;",
+        "    map_hash_bucket_size 512;",
         "",
         "    # Websockets: pass Upgrade through; otherwise send an empty Connection",
         "    # header so upstream connections stay open for keepalive.",
@@ -705,17 +864,17 @@ def render_nginx(
             "    ssl_session_timeout 1d;",
             "    ssl_session_tickets off;",
         ]
-        tls_listen = _listen(listen_ip, tls_port)
-        redirect_port = "" if tls_port == 443 else f":{tls_port}"
-        for route in routes:
+        for route in separate:
             for cert in sorted(route.certificates, key=lambda c: c.host):
                 out += _https_server(route, cert, tls_listen)
     out.append("    # --- end HTTPS --------------------------------------------------------")
-    for route in routes:
+    if shared:
+        out.append("")
+        out += _shared_blocks(shared, listen, tls_listen, redirect_port, paths)
+    for route in separate:
         out.append("")
         certified = set() if tls_port is None else {c.host for c in route.certificates}
-        out += _route_blocks(route, listen, paths, certified,
-                             "" if tls_port is None else redirect_port, dynamic)
+        out += _route_blocks(route, listen, paths, certified, redirect_port)
     out.append("")
     out += _default_server(table.generation, listen, listen_ip, paths, dynamic)
     out.append("}")
@@ -729,19 +888,24 @@ def _lua_setup(paths: StatePaths) -> list[str]:
     return [
         "    # --- dynamic upstreams (Lua) ---------------------------------------------",
         f"    lua_shared_dict {_UPSTREAMS_DICT} {_UPSTREAMS_DICT_SIZE};",
+        f"    lua_shared_dict {_CERTIFICATES_DICT} {_CERTIFICATES_DICT_SIZE};",
         "    init_by_lua_block {",
         *module,
         "    }",
-        "    # The controller posts the address table here. nginx makes the socket",
-        "    # world-writable; its directory (0700) keeps everyone but the router out.",
+        "    # The controller posts the address table and certificates here. nginx makes",
+        "    # the socket world-writable; its directory (0700) keeps everyone but the",
+        "    # router out.",
         "    server {",
         f"        listen unix:{paths.control_socket};",
         "        access_log off;",
         "        default_type text/plain;",
-        f"        client_max_body_size {_UPSTREAMS_MAX_BODY};",
-        f"        client_body_buffer_size {_UPSTREAMS_MAX_BODY};",
+        f"        client_max_body_size {_CONTROL_MAX_BODY};",
+        f"        client_body_buffer_size {_CONTROL_MAX_BODY};",
         f"        location = {UPSTREAMS_PATH} {{",
         '            content_by_lua_block { require("slipway.router").post() }',
+        "        }",
+        f"        location = {CERTIFICATES_PATH} {{",
+        '            content_by_lua_block { require("slipway.router").post_certificates() }',
         "        }",
         "        location / {",
         "            return 404;",
@@ -794,9 +958,24 @@ def _https_server(route: Route, cert: HostCertificate, listen: str) -> list[str]
     return lines
 
 
+def _redirect_server(server_names: list[str], listen: str, paths: StatePaths,
+                     redirect_port: str) -> list[str]:
+    """HTTP for hosts with a certificate: the challenge path, else off to HTTPS."""
+    return [
+        "    server {",
+        f"        listen {listen};",
+        *server_names,
+        *_challenge_location(paths),
+        "        location / {",
+        f"            return 301 https://$host{redirect_port}$request_uri;",
+        "        }",
+        "    }",
+    ]
+
+
 def _route_blocks(route: Route, listen: str, paths: StatePaths, certified: set[str],
-                  redirect_port: str, dynamic: bool) -> list[str]:
-    """The upstream and the HTTP server(s) of one route.
+                  redirect_port: str) -> list[str]:
+    """The upstream and the HTTP server(s) of one route with its own blocks.
 
     Hosts without a certificate are proxied over HTTP; hosts in ``certified``
     get their own HTTP server that redirects to HTTPS. Both answer the ACME
@@ -804,20 +983,9 @@ def _route_blocks(route: Route, listen: str, paths: StatePaths, certified: set[s
     """
     lines = [f"    # app {route.app}"]
     if route.upstreams:
-        name = upstream_name(route.app)
-        lines.append(f"    upstream {name} {{")
-        if dynamic and is_dynamic(route):
-            # The server is a placeholder nginx requires; the balancer picks the peer.
-            # keepalive comes after it so it wraps the balancer.
-            lines += [
-                "        server 0.0.0.1:1;",
-                "        balancer_by_lua_block {",
-                f'            require("slipway.router").balance("{route.app}")',
-                "        }",
-            ]
-        else:
-            lines += [f"        server {address};" for address in route.upstreams]
         lines += [
+            f"    upstream {upstream_name(route.app)} {{",
+            *[f"        server {address};" for address in route.upstreams],
             f"        keepalive {_UPSTREAM_KEEPALIVE};",
             f"        keepalive_timeout {_UPSTREAM_KEEPALIVE_TIMEOUT};",
             "    }",
@@ -836,16 +1004,95 @@ def _route_blocks(route: Route, listen: str, paths: StatePaths, certified: set[s
             "    }",
         ]
     if secure:
+        lines += _redirect_server([f"        server_name {' '.join(secure)};"], listen, paths,
+                                  redirect_port)
+    return lines
+
+
+def _server_names(hosts: list[str]) -> list[str]:
+    """A ``server_name`` line per host: a server may have any number of them."""
+    return [f"        server_name {host};" for host in hosts]
+
+
+def _shared_blocks(routes: list[Route], listen: str, tls_listen: str | None,
+                   redirect_port: str, paths: StatePaths) -> list[str]:
+    """The servers all balanced apps share (dynamic upstreams).
+
+    One map from host to app, one upstream whose balancer reads the app from it,
+    one HTTP server for the hosts without a certificate, one that redirects those
+    with one, and one HTTPS server whose certificates come from the posted set.
+    The config grows by a line or two per host instead of a few blocks per app:
+    nginx parses a server block with the Lua module loaded about five times
+    slower than without, and a TLS server block costs an SSL context of its own.
+    """
+    certified = set() if tls_listen is None else {
+        cert.host for route in routes for cert in route.certificates}
+    pairs = [(host, route) for route in routes for host in route.hosts]
+    plain = [host for host, _ in pairs if host not in certified]
+    secure = [host for host, _ in pairs if host in certified]
+    hsts = [host for host, route in pairs if host in certified and route.hsts]
+    upstream = "slipway_apps"
+    lines = [
+        "    # --- apps behind the Lua balancer -----------------------------------------",
+        f"    map $host ${_APP_VARIABLE} {{",
+        '        default "";',
+        *[f"        {host} {route.app};" for host, route in pairs],
+        "    }",
+    ]
+    if hsts:
+        lines += [
+            "    map $host $slipway_hsts {",
+            '        default "";',
+            *[f'        {host} "max-age={_HSTS_MAX_AGE}";' for host in hsts],
+            "    }",
+        ]
+    lines += [
+        f"    upstream {upstream} {{",
+        "        # A placeholder nginx requires; the balancer picks the peer by app.",
+        "        # keepalive comes after it so it wraps the balancer.",
+        "        server 0.0.0.1:1;",
+        "        balancer_by_lua_block {",
+        f'            require("slipway.router").balance(ngx.var.{_APP_VARIABLE})',
+        "        }",
+        f"        keepalive {_SHARED_KEEPALIVE};",
+        f"        keepalive_timeout {_UPSTREAM_KEEPALIVE_TIMEOUT};",
+        "    }",
+    ]
+    if plain:
         lines += [
             "    server {",
             f"        listen {listen};",
-            f"        server_name {' '.join(secure)};",
+            *_server_names(plain),
             *_challenge_location(paths),
             "        location / {",
-            f"            return 301 https://$host{redirect_port}$request_uri;",
+            f"            proxy_pass http://{upstream};",
             "        }",
             "    }",
         ]
+    if not secure:
+        return lines
+    lines += _redirect_server(_server_names(secure), listen, paths, redirect_port)
+    lines += [
+        "    # The default TLS server: a name the posted set lacks ends the handshake.",
+        "    server {",
+        f"        listen {tls_listen} ssl http2 default_server;",
+        *_server_names(secure),
+        "        default_type text/plain;",
+        f"        ssl_certificate {paths.placeholder_certificate};",
+        f"        ssl_certificate_key {paths.placeholder_key};",
+        "        ssl_certificate_by_lua_block {",
+        '            require("slipway.router").certificate()',
+        "        }",
+        # An empty value adds no header: hosts without HSTS get none.
+        *(["        add_header Strict-Transport-Security $slipway_hsts always;"] if hsts else []),
+        "        location / {",
+        f'            if (${_APP_VARIABLE} = "") {{',
+        '                return 404 "No app is configured for this host.\\n";',
+        "            }",
+        f"            proxy_pass http://{upstream};",
+        "        }",
+        "    }",
+    ]
     return lines
 
 

@@ -3,6 +3,7 @@ clean, bad tables never replace good ones, nginx always stops."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import http.server
 import json
@@ -10,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -21,8 +23,10 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from cryptography import x509
 
-from slipway.router.controller import Nginx, _children, lua_modules_installed
+from slipway.router.certs import CertificateStore, InternalCA, new_key_pem
+from slipway.router.controller import Nginx, _children, _shutting_down, lua_modules_installed
 from slipway.router.daemon import run_router
 from slipway.router.errors import (
     ApplyFailedError,
@@ -31,6 +35,7 @@ from slipway.router.errors import (
     InvalidRouteError,
     NginxError,
 )
+from slipway.router.nginx import CERTIFICATES_PATH
 from slipway.router.publish import publish_routes, wait_applied
 from slipway.router.routes import (
     APPLIED_KEY,
@@ -38,6 +43,7 @@ from slipway.router.routes import (
     GENERATION_KEY,
     ROUTES_CHANNEL,
     ROUTES_KEY,
+    HostCertificate,
     Route,
     RouteTable,
 )
@@ -400,9 +406,10 @@ def test_a_killed_controller_leaves_nginx_adoptable_and_stoppable(state_dir, ups
 
 
 def workers(server: Nginx) -> set[int]:
+    """The workers that accept connections (an old one may linger, shutting down)."""
     pid = server.pid()
     assert pid is not None
-    return set(_children(pid))
+    return {worker for worker in _children(pid) if not _shutting_down(worker)}
 
 
 @needs_lua
@@ -545,6 +552,141 @@ def test_dynamic_controller_adopts_a_static_nginx(state_dir, upstreams):
         assert get(server, "web.localhost").json()["name"] == "new"
     finally:
         server.stop()
+
+# --- TLS with dynamic upstreams: certificates posted, picked by SNI -----------------
+
+
+class Certificates:
+    """An internal CA and a store under ``root``: issue() (re)writes a host's files."""
+
+    def __init__(self, root: Path) -> None:
+        self.ca = InternalCA(root / "ca")
+        self.store = CertificateStore(root / "certs")
+
+    def issue(self, host: str) -> HostCertificate:
+        key = new_key_pem()
+        saved = self.store.save(host, key, self.ca.issue(host, key))
+        return HostCertificate(host, str(saved.certificate), str(saved.key))
+
+
+@pytest.fixture
+def certificates(state_dir) -> Certificates:
+    return Certificates(state_dir.parent / "tls")
+
+
+@pytest.fixture
+def tls_nginx(state_dir) -> Iterator[Nginx]:
+    server = Nginx(state_dir, free_port(), https_port=free_port(), dynamic=True)
+    yield server
+    server.stop()
+
+
+def tls_get(server: Nginx, certificates: Certificates, host: str) -> tuple[dict, int, str]:
+    """GET / over verified HTTPS with SNI ``host``: (JSON body, certificate serial, HSTS)."""
+    context = ssl.create_default_context(cafile=str(certificates.ca.certificate_path))
+    with socket.create_connection(("127.0.0.1", server.https_port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as sock:
+        serial = x509.load_der_x509_certificate(sock.getpeercert(binary_form=True)).serial_number
+        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 200
+        return json.loads(response.read()), serial, response.getheader(
+            "Strict-Transport-Security", "")
+
+
+def handshake_fails(server: Nginx, host: str) -> bool:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", server.https_port), timeout=5) as raw:
+        try:
+            context.wrap_socket(raw, server_hostname=host).close()
+        except (ssl.SSLError, ConnectionResetError):
+            return True
+    return False
+
+
+@needs_lua
+def test_certificates_are_posted_and_a_renewal_needs_no_reload(tls_nginx, certificates,
+                                                               upstreams):
+    web, api = upstreams("web"), upstreams("api")
+    first = certificates.issue("web.test")
+    hosts = ("web.test", "plain.test")
+    tls_nginx.start(RouteTable(1, (Route("web", hosts, (web.address,), (first,), hsts=True),)))
+    conf = tls_nginx.paths.conf.read_text()
+    assert first.certificate not in conf and "ssl_certificate_by_lua_block" in conf
+    body, serial, hsts = tls_get(tls_nginx, certificates, "web.test")
+    assert body["name"] == "web" and hsts == "max-age=31536000"
+    assert get(tls_nginx, "web.test", allow_redirects=False).status_code == 301
+    assert get(tls_nginx, "plain.test").json()["name"] == "web"
+
+    before = workers(tls_nginx)
+    renewed = certificates.issue("web.test")  # same paths, new files
+    assert renewed == first
+    tls_nginx.apply(RouteTable(2, (Route("web", hosts, (web.address,), (renewed,), hsts=True),)))
+    assert tls_nginx.last_switch == "post"
+    assert workers(tls_nginx) == before
+    body, new_serial, _ = tls_get(tls_nginx, certificates, "web.test")
+    assert new_serial != serial
+
+    # A second app: its own certificate, no HSTS; the first keeps its own.
+    table = (Route("web", hosts, (web.address,), (renewed,), hsts=True),
+             Route("api", ("api.test",), (api.address,), (certificates.issue("api.test"),)))
+    tls_nginx.apply(RouteTable(3, table))
+    assert tls_nginx.last_switch == "reload"
+    body, _, hsts = tls_get(tls_nginx, certificates, "api.test")
+    assert body["name"] == "api" and hsts == ""
+    assert tls_get(tls_nginx, certificates, "web.test")[1] == new_serial
+
+    # A name without a certificate ends the handshake: the placeholder is never served.
+    assert handshake_fails(tls_nginx, "unknown.test")
+    assert handshake_fails(tls_nginx, "plain.test")
+    # A host that loses its certificate is plain HTTP again, and its certificate is dropped.
+    tls_nginx.apply(RouteTable(4, (Route("web", hosts, (web.address,)), table[1])))
+    assert handshake_fails(tls_nginx, "web.test")
+    assert get(tls_nginx, "web.test").json()["name"] == "web"
+
+
+@needs_lua
+def test_control_socket_refuses_a_bad_certificate_set(tls_nginx, certificates, upstreams):
+    web = upstreams("web")
+    cert = certificates.issue("web.test")
+    tls_nginx.start(RouteTable(1, (Route("web", ("web.test",), (web.address,), (cert,)),)))
+    good = base64.b64encode(Path(cert.certificate).read_bytes()).decode()
+    key = base64.b64encode(Path(cert.key).read_bytes()).decode()
+    junk = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nnope\n").decode()
+    for body in (f"slipway-certificates 1\nset web.test {junk} {key}\n",
+                 f"slipway-certificates 1\nset web.test {good} {good}\n",
+                 f"slipway-certificates 1\nset Web.test {good} {key}\n",
+                 f"slipway-certificates 1\nset web.test {good} !!!\n",
+                 f"slipway-certificates 1\nset ../../etc {good} {key}\n",
+                 "slipway-certificates 1\nremove web.test\n",
+                 f"set web.test {good} {key}\n"):
+        with pytest.raises(NginxError, match=r"refused the certificates \(400\)"):
+            tls_nginx._post_text(body, CERTIFICATES_PATH)
+    assert tls_get(tls_nginx, certificates, "web.test")[0]["name"] == "web"
+
+
+@needs_lua
+def test_an_adopting_controller_drops_certificates_of_hosts_gone(state_dir, certificates,
+                                                                 upstreams):
+    web = upstreams("web")
+    ports = free_port(), free_port()
+    both = Route("web", ("a.test", "b.test"), (web.address,),
+                 (certificates.issue("a.test"), certificates.issue("b.test")))
+    first = Nginx(state_dir, ports[0], https_port=ports[1], dynamic=True)
+    first.start(RouteTable(1, (both,)))
+    assert not handshake_fails(first, "b.test")
+    # A new controller (the router restarted) adopts nginx with a table without b.test.
+    second = Nginx(state_dir, ports[0], https_port=ports[1], dynamic=True)
+    try:
+        second.start(RouteTable(2, (Route("web", ("a.test",), (web.address,),
+                                          both.certificates[:1]),)))
+        assert tls_get(second, certificates, "a.test")[0]["name"] == "web"
+        assert handshake_fails(second, "b.test")
+    finally:
+        second.stop()
+
 
 def test_stop_is_safe_when_nothing_runs_and_with_a_stale_pid_file(state_dir):
     server = Nginx(state_dir, free_port())

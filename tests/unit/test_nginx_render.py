@@ -373,12 +373,43 @@ def test_dynamic_config_does_not_depend_on_ip_addresses():
 
 def test_dynamic_upstream_has_balancer_then_keepalive():
     text = render(RouteTable(generation=1, routes=(WEB,)), dynamic=True)
-    block = text[text.index("upstream app_web {"):]
+    block = text[text.index("upstream slipway_apps {"):]
     block = block[: block.index("\n    }")]
-    assert block.index("balancer_by_lua_block") < block.index("keepalive 128;")
-    assert 'require("slipway.router").balance("web")' in block
+    assert block.index("balancer_by_lua_block") < block.index("keepalive 1024;")
+    assert 'require("slipway.router").balance(ngx.var.slipway_app)' in block
+    assert "upstream app_web" not in text
     assert text.startswith("# Generated") and "load_module /usr/lib/nginx/modules/" in text
     assert "listen unix:/var/lib/slipway/router/control/upstreams.sock;" in text
+
+
+def test_balanced_apps_share_their_servers():
+    """A thousand apps with certificates render the same blocks as one: a line or
+    two per host, no server block (nor SSL context) per app."""
+    def table(size: int) -> RouteTable:
+        return RouteTable(generation=1, routes=tuple(
+            Route(app=f"app{i}", hosts=(f"app{i}.example.com", f"plain{i}.example.com"),
+                  upstreams=(f"10.0.{i // 250}.{i % 250 + 1}:5000",),
+                  certificates=(HostCertificate(f"app{i}.example.com", f"{CERTS}/a/fullchain.pem",
+                                                f"{CERTS}/a/privkey.pem"),),
+                  hsts=i % 2 == 0)
+            for i in range(size)))
+    one, many = (render(table(n), https_port=443, dynamic=True) for n in (1, 1000))
+    for text in (one, many):
+        assert text.count("server {") == 5  # control, HTTP, redirect, HTTPS, default
+        assert text.count("ssl_certificate ") == 1
+        assert f"{CERTS}/a/fullchain.pem" not in text  # certificates are posted, not loaded
+    assert "        app999.example.com app999;" in many
+    assert "        plain999.example.com app999;" in many
+    assert '        app998.example.com "max-age=31536000";' in many
+    assert "app999.example.com \"max-age" not in many
+    assert "listen 0.0.0.0:443 ssl http2 default_server;" in many
+    assert "return 301 https://$host$request_uri;" in many
+
+
+def test_shared_tls_server_needs_a_certified_host():
+    text = render(RouteTable(generation=1, routes=(WEB,)), https_port=8443, dynamic=True)
+    assert "ssl" not in text.split("# --- end HTTPS")[1]
+    assert "slipway_hsts" not in text
 
 
 def test_static_config_has_no_lua():
