@@ -3,15 +3,18 @@ HTTP and HTTPS; how soon a new route answers; render+check+reload with TLS route
 
 Usage: .venv/bin/python bench/router.py [--seconds 5] [--runs 3] [--connections 16]
                                         [--threads 2] [--sizes 10,100,1000]
-                                        [--app node|python] [--static]
+                                        [--app express|node-http|python] [--static]
+                                        [--workers N]
 
-The app answers GET / with a 256-byte body: by default a small Node.js server
-(``http`` module, keep-alive), with ``--app python`` a Flask app under the web
-command Slipway picks for it (gunicorn, one sync worker, which closes every
-connection). It is built by Slipway's builder from the host's base image and
-started with the container spec and limits of a deploy (``container_spec``:
-1 CPU, 512 MB), on its own bridge network. One load tool, ``wrk``, with the same
-threads, connections, duration and request for every target:
+The app answers GET / with a 256-byte body: by default an Express app (the
+dependencies of tests/fixtures/node_express, npm ci); ``--app node-http`` a bare
+Node.js ``http`` server, which does nothing but answer (about 15 us of CPU per
+request, less than nginx spends proxying it: the worst case for a proxy); ``--app
+python`` a Flask app under the web command Slipway picks for it (gunicorn, sync
+workers, which close every connection). It is built by Slipway's builder from the
+host's base image and started with the container spec and limits of a deploy
+(``container_spec``: 1 CPU, 512 MB), on its own bridge network. One load tool,
+``wrk``, with the same threads, connections, duration and request for every target:
 
 - direct:       wrk to the container's address on its network (ip:port)
 - router HTTP:  wrk to nginx on loopback, Host: the route's host
@@ -20,7 +23,8 @@ threads, connections, duration and request for every target:
 nginx runs with the config Slipway renders, its upstream being that container
 address (as routes are since the router stopped going through docker-proxy),
 picked by the Lua balancer when the module is installed; ``--static`` renders it
-into the config instead (the baseline without Lua).
+into the config instead (the baseline without Lua). ``--workers`` sets nginx's
+worker processes (default: one per core, as the router runs it).
 Each of ``--runs`` rounds measures the three targets one after the other; the
 medians over rounds are printed, and the ratio to direct is the median of each
 round's ratio (a round's targets share the machine's load of the moment, which on
@@ -73,6 +77,13 @@ http.createServer((req, res) => {
 }).listen(Number(process.env.PORT), "0.0.0.0");
 """
 PACKAGE_JSON = '{"name": "routerbench", "version": "1.0.0", "private": true}\n'
+EXPRESS_JS = """const express = require("express");
+const app = express();
+const body = "x".repeat(256);
+app.get("/", (req, res) => res.type("text/plain").send(body));
+app.listen(Number(process.env.PORT), "0.0.0.0");
+"""
+NODE_FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "node_express"
 APP_PY = """from flask import Flask
 
 app = Flask(__name__)
@@ -83,8 +94,11 @@ def index():
     return "x" * 256
 """
 APPS = {
-    "node": {"package.json": PACKAGE_JSON, "server.js": SERVER_JS,
-             "Procfile": "web: node server.js\n"},
+    "express": {"package.json": (NODE_FIXTURE / "package.json").read_text(),
+                "package-lock.json": (NODE_FIXTURE / "package-lock.json").read_text(),
+                "server.js": EXPRESS_JS},
+    "node-http": {"package.json": PACKAGE_JSON, "server.js": SERVER_JS,
+                  "Procfile": "web: node server.js\n"},
     # No Procfile: the web command is the one Slipway chooses for a Flask app.
     "python": {"app.py": APP_PY, "requirements.txt": "flask==3.1.*\ngunicorn==23.*\n"},
 }
@@ -104,7 +118,7 @@ def free_port() -> int:
 
 
 def start_app(client: docker.DockerClient, settings: Settings, work: Path,
-              kind: str = "node") -> tuple[str, str]:
+              kind: str = "express") -> tuple[str, str]:
     """Build the ``kind`` app as a push would and start it as a deploy would.
 
     Returns (container id, ip:port on its network).
@@ -224,10 +238,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", default="10,100,1000")
-    parser.add_argument("--app", choices=sorted(APPS), default="node",
-                        help="the app behind the router (default node)")
+    parser.add_argument("--app", choices=sorted(APPS), default="express",
+                        help="the app behind the router (default express)")
     parser.add_argument("--static", action="store_true",
                         help="static upstreams (no Lua balancer), the baseline")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="nginx worker processes (default: one per core)")
     parser.add_argument("--reload-runs", type=int, default=3,
                         help="applies per route-table size (default 3)")
     args = parser.parse_args()
@@ -241,7 +257,8 @@ def main() -> None:
                         labels={BENCH_LABEL: run_id})
     client = docker.from_env()
     nginx = Nginx(work / "router", free_port(), listen_address="127.0.0.1",
-                  https_port=free_port(), dynamic=False if args.static else None)
+                  https_port=free_port(), dynamic=False if args.static else None,
+                  workers=args.workers)
     script = work / "loopback.lua"
     script.write_text(WRK_LOOPBACK)
     try:
@@ -249,7 +266,8 @@ def main() -> None:
         container_id, upstream = start_app(client, settings, work, args.app)
         app_pid = client.api.inspect_container(container_id)["State"]["Pid"]
         print(f"app: {args.app} container at {upstream} (built and started in "
-              f"{time.monotonic() - started:.1f} s)")
+              f"{time.monotonic() - started:.1f} s); nginx: {nginx.workers or 'auto'} worker(s), "
+              f"{'Lua balancer' if nginx.dynamic else 'static upstreams'}")
         key = new_key_pem()
         ca = InternalCA(work / "ca")
         stored = CertificateStore(work / "certs").save(TLS_HOST, key, ca.issue(TLS_HOST, key))

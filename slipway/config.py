@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # nginx.conf and reloads; "auto" is dynamic when libnginx-mod-http-lua is
     # installed and nginx accepts it.
     router_upstreams: Literal["auto", "dynamic", "static"] = "auto"
+    # nginx worker processes; 0 is one per core. Fewer leave more CPU to the apps
+    # on a shared host, at the cost of the router's own throughput.
+    router_workers: int = Field(default=0, ge=0, le=1024)
 
     # TLS: "acme" gets certificates from the ACME directory over HTTP-01,
     # "internal" issues them from a local CA kept in SLIPWAY_HOME/ca (for

@@ -104,7 +104,7 @@ def router() -> None:
     dynamic = {"auto": None, "dynamic": True, "static": False}[settings.router_upstreams]
     nginx = Nginx(settings.router_dir, settings.http_port, binary=settings.nginx_binary,
                   https_port=None if settings.tls == "off" else settings.https_port,
-                  dynamic=dynamic)
+                  dynamic=dynamic, workers=settings.router_workers or None)
     run_router(settings.redis_url, nginx, stop_event=_stop_on_signals())
 
 

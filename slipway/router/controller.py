@@ -93,6 +93,8 @@ class Nginx:
     Lua balancer (no reload when only they change), False renders them into the
     config and reloads for every change; None (the default) is True when the Lua
     modules are installed and nginx accepts a config that loads them.
+
+    ``workers`` is how many worker processes nginx runs (None: one per core).
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class Nginx:
         stop_timeout: float = 10.0,
         https_port: int | None = None,
         dynamic: bool | None = None,
+        workers: int | None = None,
     ) -> None:
         self.paths = StatePaths(Path(state_dir).absolute())
         self.http_port = validate_port(http_port)
@@ -115,6 +118,7 @@ class Nginx:
         self.https_port = None if https_port is None else validate_port(https_port, "https_port")
         self.listen_address = validate_listen_address(listen_address)
         self.worker_user = worker_user
+        self.workers = workers
         self.reload_timeout = reload_timeout
         self.stop_timeout = stop_timeout
         # Seconds spent in each step of the last start()/apply(): render, check,
@@ -153,7 +157,7 @@ class Nginx:
             listen_address=self.listen_address,
             # `user` only means something to a root master; others warn about it.
             worker_user=self.worker_user if os.geteuid() == 0 else None,
-            https_port=self.https_port, dynamic=self.dynamic,
+            https_port=self.https_port, dynamic=self.dynamic, worker_processes=self.workers,
         )
 
     def start(self, table: RouteTable) -> None:

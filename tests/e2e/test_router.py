@@ -654,7 +654,7 @@ def test_control_socket_refuses_a_bad_certificate_set(tls_nginx, certificates, u
     tls_nginx.start(RouteTable(1, (Route("web", ("web.test",), (web.address,), (cert,)),)))
     good = base64.b64encode(Path(cert.certificate).read_bytes()).decode()
     key = base64.b64encode(Path(cert.key).read_bytes()).decode()
-    junk = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nnope\n").decode()
+    junk = base64.b64encode(b"not a certificate\n").decode()
     for body in (f"slipway-certificates 1\nset web.test {junk} {key}\n",
                  f"slipway-certificates 1\nset web.test {good} {good}\n",
                  f"slipway-certificates 1\nset Web.test {good} {key}\n",
@@ -664,6 +664,15 @@ def test_control_socket_refuses_a_bad_certificate_set(tls_nginx, certificates, u
                  f"set web.test {good} {key}\n"):
         with pytest.raises(NginxError, match=r"refused the certificates \(400\)"):
             tls_nginx._post_text(body, CERTIFICATES_PATH)
+    assert tls_get(tls_nginx, certificates, "web.test")[0]["name"] == "web"
+    # Armour around junk passes the post (parsing is left to the handshake), and
+    # fails that host's handshakes only, until a good pair replaces it.
+    armoured = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nnope\n").decode()
+    tls_nginx._post_text(f"slipway-certificates 1\nset web.test {armoured} {key}\n",
+                         CERTIFICATES_PATH)
+    assert handshake_fails(tls_nginx, "web.test")
+    tls_nginx._post_text(f"slipway-certificates 1\nset web.test {good} {key}\n",
+                         CERTIFICATES_PATH)
     assert tls_get(tls_nginx, certificates, "web.test")[0]["name"] == "web"
 
 

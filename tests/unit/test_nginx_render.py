@@ -328,10 +328,17 @@ def test_app_name_attacks_raise(app):
     {"state_dir": Path("/srv/quote'")}, {"state_dir": Path("/srv/new\nline")},
     {"state_dir": Path("/srv/../etc")}, {"state_dir": Path("/srv/br{ace")},
     {"worker_user": "root; evil"}, {"worker_user": "Root"}, {"worker_user": ""},
+    {"worker_processes": 0}, {"worker_processes": "2"}, {"worker_processes": True},
+    {"worker_processes": 1025},
 ])
 def test_render_arguments_are_validated(kwargs):
     with pytest.raises(InvalidRouteError):
         render(table_with(), **kwargs)
+
+
+def test_worker_processes_default_to_one_per_core():
+    assert "\nworker_processes auto;\n" in render(table_with())
+    assert "\nworker_processes 3;\n" in render(table_with(), worker_processes=3)
 
 
 @pytest.mark.parametrize("generation", [-1, "1", 1.0, True, None])
