@@ -776,11 +776,13 @@ def render_nginx(
     there; without it (TLS off) certificates are ignored and everything is HTTP.
 
     With ``dynamic``, the config loads the Lua module (:data:`LUA_MODULES`) and
-    routes whose addresses are IP literals (:func:`is_dynamic`) get an upstream
-    whose balancer reads them from a shared dict that the controller fills over
-    ``paths.control_socket`` (:func:`render_upstream_table`); their addresses do
-    not appear in the text, so changing only them needs no reload. The probe
-    then answers from the posted table (see the Lua ``M.generation``).
+    routes whose addresses are IP literals (:func:`is_dynamic`) share one
+    upstream, whose balancer reads their addresses from a shared dict that the
+    controller fills over ``paths.control_socket`` (:func:`render_upstream_table`),
+    and share their servers (:func:`_shared_blocks`): their addresses and
+    certificate paths do not appear in the text, so changing only them needs no
+    reload. Their certificates are posted over the same socket and served by SNI.
+    The probe then answers from the posted table (see the Lua ``M.generation``).
 
     Raises InvalidRouteError, before rendering anything, if any value is invalid.
     """
@@ -898,7 +900,7 @@ def render_nginx(
 
 
 def _lua_setup(paths: StatePaths) -> list[str]:
-    """The shared dict, the Lua module, and the control server on the unix socket."""
+    """The shared dicts, the Lua module, and the control server on the unix socket."""
     code = _LUA_MODULE.replace("@NOWHERE@", str(paths.control / "no-upstream"))
     module = [f"        {line}" if line else "" for line in code.splitlines()]
     return [
