@@ -1027,6 +1027,15 @@ def _route_blocks(route: Route, listen: str, paths: StatePaths, certified: set[s
     return lines
 
 
+# Words a map block reads as its own parameters; a source value spelled like one
+# must be escaped with a backslash (single-label hosts are valid route hosts).
+_MAP_KEYWORDS = frozenset({"default", "hostnames", "include", "volatile"})
+
+
+def _map_key(host: str) -> str:
+    return f"\\{host}" if host in _MAP_KEYWORDS else host
+
+
 def _server_names(hosts: list[str]) -> list[str]:
     """A ``server_name`` line per host: a server may have any number of them."""
     return [f"        server_name {host};" for host in hosts]
@@ -1054,14 +1063,14 @@ def _shared_blocks(routes: list[Route], listen: str, tls_listen: str | None,
         "    # --- apps behind the Lua balancer -----------------------------------------",
         f"    map $host ${_APP_VARIABLE} {{",
         '        default "";',
-        *[f"        {host} {route.app};" for host, route in pairs],
+        *[f"        {_map_key(host)} {route.app};" for host, route in pairs],
         "    }",
     ]
     if hsts:
         lines += [
             "    map $host $slipway_hsts {",
             '        default "";',
-            *[f'        {host} "max-age={_HSTS_MAX_AGE}";' for host in hsts],
+            *[f'        {_map_key(host)} "max-age={_HSTS_MAX_AGE}";' for host in hsts],
             "    }",
         ]
     lines += [

@@ -480,6 +480,15 @@ def test_adding_an_app_reloads_with_its_addresses_in_place(nginx, upstreams):
 
 
 @needs_lua
+def test_hosts_spelled_like_map_parameters_are_routed(nginx, upstreams):
+    web = upstreams("web")
+    nginx.start(RouteTable(1, (route("web", ("include", "default", "volatile"), web),)))
+    assert {get(nginx, host).json()["name"] for host in ("include", "default", "volatile")} \
+        == {"web"}
+    assert get(nginx, "other.localhost").status_code == 404
+
+
+@needs_lua
 def test_control_socket_is_private_and_refuses_a_bad_table(nginx, upstreams):
     web = upstreams("web")
     nginx.start(RouteTable(1, (route("web", ("web.localhost",), web),)))

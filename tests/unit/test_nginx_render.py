@@ -413,6 +413,15 @@ def test_balanced_apps_share_their_servers():
     assert "return 301 https://$host$request_uri;" in many
 
 
+def test_hosts_spelled_like_map_parameters_are_escaped():
+    routes = tuple(Route(app=f"app{i}", hosts=(host,), upstreams=("10.0.0.1:80",))
+                   for i, host in enumerate(("include", "default", "hostnames", "volatile")))
+    text = render(RouteTable(generation=1, routes=routes), dynamic=True)
+    for i, host in enumerate(("include", "default", "hostnames", "volatile")):
+        assert f"        \\{host} app{i};" in text
+        assert f"        server_name {host};" in text
+
+
 def test_shared_tls_server_needs_a_certified_host():
     text = render(RouteTable(generation=1, routes=(WEB,)), https_port=8443, dynamic=True)
     assert "ssl" not in text.split("# --- end HTTPS")[1]
