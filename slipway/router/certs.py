@@ -59,7 +59,10 @@ def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 def new_key_pem() -> bytes:
     """A fresh P-256 private key, PEM (PKCS#8, unencrypted)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    return _key_pem(ec.generate_private_key(ec.SECP256R1()))
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
@@ -151,14 +154,8 @@ class InternalCA:
         key_path = self.root / "ca.key"
         if not key_path.exists() or not self.certificate_path.exists():
             key = ec.generate_private_key(ec.SECP256R1())
-            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Slipway internal CA")])
-            now = dt.datetime.now(dt.UTC)
             cert = (
-                x509.CertificateBuilder()
-                .subject_name(name).issuer_name(name).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5))
-                .not_valid_after(now + dt.timedelta(days=365 * _CA_YEARS))
+                _self_signed(key, "Slipway internal CA", 365 * _CA_YEARS)
                 .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
                 .add_extension(x509.KeyUsage(
                     digital_signature=True, key_cert_sign=True, crl_sign=True,
@@ -169,9 +166,7 @@ class InternalCA:
                                critical=False)
                 .sign(key, hashes.SHA256())
             )
-            write_private(key_path, key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption()), 0o600)
+            write_private(key_path, _key_pem(key), 0o600)
             write_private(self.certificate_path,
                           cert.public_bytes(serialization.Encoding.PEM), 0o644)
         cert = x509.load_pem_x509_certificate(self.certificate_path.read_bytes())
@@ -205,19 +200,21 @@ class InternalCA:
                 + ca_cert.public_bytes(serialization.Encoding.PEM))
 
 
-def self_signed_pem(host: str, days: int = 365 * _CA_YEARS) -> tuple[bytes, bytes]:
-    """A fresh key and a self-signed certificate for ``host``: (key PEM, certificate PEM)."""
-    key_pem = new_key_pem()
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+def _self_signed(key: ec.EllipticCurvePrivateKey, name: str, days: int) -> x509.CertificateBuilder:
+    """A certificate named ``name`` and issued by itself over ``key``, valid ``days``."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = dt.datetime.now(dt.UTC)
-    cert = (
+    return (
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .subject_name(subject).issuer_name(subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=days))
-        .sign(key, hashes.SHA256())
     )
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def self_signed_pem(host: str, days: int = 365 * _CA_YEARS) -> tuple[bytes, bytes]:
+    """A fresh key and a self-signed certificate for ``host``: (key PEM, certificate PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _self_signed(key, host, days).sign(key, hashes.SHA256())
+    return _key_pem(key), cert.public_bytes(serialization.Encoding.PEM)

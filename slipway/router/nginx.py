@@ -122,14 +122,19 @@ local function peer(text)
     return {host = host, port = tonumber(port), key = text}
 end
 
+local function split_words(line)
+    local words = {}
+    for word in line:gmatch("%S+") do words[#words + 1] = word end
+    return words
+end
+
 -- The table in body, or nil and what is wrong with it.
 function M.parse(body)
     local state = {apps = {}}
     local n = 0
     for line in body:gmatch("[^\\n]+") do
         n = n + 1
-        local words = {}
-        for word in line:gmatch("%S+") do words[#words + 1] = word end
+        local words = split_words(line)
         local kind, name = words[1], words[2]
         if n == 1 then
             if line ~= "@HEADER@" then return nil, "line 1: not an upstream table" end
@@ -225,24 +230,33 @@ function M.balance(app)
     end
 end
 
--- content_by_lua on the control socket: replace the whole table at once.
-function M.post()
+-- A POST to the control socket: its body parsed by parse, and the body; nil
+-- once a wrong method or a body parse refuses has been answered.
+local function posted(what, parse)
     if ngx.req.get_method() ~= "POST" then
         ngx.status = 405
-        ngx.say("POST an upstream table")
-        return ngx.exit(ngx.HTTP_OK)
+        ngx.say("POST ", what)
+        ngx.exit(ngx.HTTP_OK)
+        return nil
     end
     ngx.req.read_body()
     local body = ngx.req.get_body_data()
-    local state, err = M.parse(body or "")
-    if not state then
+    local result, err = parse(body or "")
+    if not result then
         ngx.status = 400
         ngx.say(body and err or "empty or oversized body")
-        return ngx.exit(ngx.HTTP_OK)
+        ngx.exit(ngx.HTTP_OK)
+        return nil
     end
+    return result, body
+end
+
+-- content_by_lua on the control socket: replace the whole table at once.
+function M.post()
+    local state, body = posted("an upstream table", M.parse)
+    if not state then return end
     -- safe_set never evicts, so a full dict refuses the table instead of losing "version".
-    local ok
-    ok, err = dict:safe_set("table", body)
+    local ok, err = dict:safe_set("table", body)
     if ok then ok, err = dict:incr("version", 1, 0) end
     if not ok then
         ngx.status = 507
@@ -309,8 +323,7 @@ function M.parse_certificates(body)
     local n = 0
     for line in body:gmatch("[^\\n]+") do
         n = n + 1
-        local words = {}
-        for word in line:gmatch("%S+") do words[#words + 1] = word end
+        local words = split_words(line)
         local kind, host = words[1], words[2]
         if n == 1 then
             if line ~= "@CERTIFICATES_HEADER@" then
@@ -350,23 +363,11 @@ end
 
 -- content_by_lua on the control socket: apply a certificate set.
 function M.post_certificates()
-    if ngx.req.get_method() ~= "POST" then
-        ngx.status = 405
-        ngx.say("POST a certificate set")
-        return ngx.exit(ngx.HTTP_OK)
-    end
-    ngx.req.read_body()
-    local body = ngx.req.get_body_data()
-    local change, err = M.parse_certificates(body or "")
-    if not change then
-        ngx.status = 400
-        ngx.say(body and err or "empty or oversized body")
-        return ngx.exit(ngx.HTTP_OK)
-    end
+    local change = posted("a certificate set", M.parse_certificates)
+    if not change then return end
     local count = 0
     for host, value in pairs(change.set) do
-        local ok
-        ok, err = certificates:safe_set(host, value)
+        local ok, err = certificates:safe_set(host, value)
         if not ok then
             ngx.status = 507
             ngx.say("could not store the certificate of ", host, ": ", err)
