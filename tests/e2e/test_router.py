@@ -590,18 +590,23 @@ def tls_nginx(state_dir) -> Iterator[Nginx]:
     server.stop()
 
 
-def tls_get(server: Nginx, certificates: Certificates, host: str) -> tuple[dict, int, str]:
-    """GET / over verified HTTPS with SNI ``host``: (JSON body, certificate serial, HSTS)."""
+def tls_get(server: Nginx, certificates: Certificates, host: str,
+            header_host: str | None = None) -> tuple[dict, int, str]:
+    """GET / over verified HTTPS with SNI ``host`` (and Host ``header_host``, by default
+    the same): (JSON body, certificate serial, HSTS); a body that is not JSON is
+    returned as {"status": ..., "text": ...}."""
     context = ssl.create_default_context(cafile=str(certificates.ca.certificate_path))
     with socket.create_connection(("127.0.0.1", server.https_port), timeout=5) as raw, \
             context.wrap_socket(raw, server_hostname=host) as sock:
         serial = x509.load_der_x509_certificate(sock.getpeercert(binary_form=True)).serial_number
-        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(f"GET / HTTP/1.1\r\nHost: {header_host or host}\r\n"
+                     "Connection: close\r\n\r\n".encode())
         response = http.client.HTTPResponse(sock)
         response.begin()
-        assert response.status == 200
-        return json.loads(response.read()), serial, response.getheader(
-            "Strict-Transport-Security", "")
+        text = response.read().decode()
+        body = json.loads(text) if response.status == 200 else {
+            "status": response.status, "text": text}
+        return body, serial, response.getheader("Strict-Transport-Security", "")
 
 
 def handshake_fails(server: Nginx, host: str) -> bool:
@@ -647,6 +652,9 @@ def test_certificates_are_posted_and_a_renewal_needs_no_reload(tls_nginx, certif
     assert body["name"] == "api" and hsts == ""
     assert tls_get(tls_nginx, certificates, "web.test")[1] == new_serial
 
+    # A Host no app has, over a good handshake, gets the unknown-host page.
+    assert tls_get(tls_nginx, certificates, "api.test", "other.test")[0] == {
+        "status": 404, "text": "No app is configured for this host.\n"}
     # A name without a certificate ends the handshake: the placeholder is never served.
     assert handshake_fails(tls_nginx, "unknown.test")
     assert handshake_fails(tls_nginx, "plain.test")
