@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -163,3 +164,29 @@ def test_the_supervisor_starts_a_dead_part_again_with_a_growing_delay(settings, 
     with pytest.raises(SystemExit, match="redis-server exited with status 1"):
         sup.check()
     sup.stop()
+
+
+def test_destroy_waits_for_a_deploy_or_reconcile_holding_the_app(lease_settings, client,
+                                                                 redis_url):
+    """Destroy takes the app's lock: a reconcile pass converging the app cannot
+    start containers on the network destroy is removing."""
+    with session_scope(lease_settings.database) as session:
+        _, token = users.create_user(session, "ada@example.com")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.post("/api/v1/apps", json={"name": "shop"}, headers=headers).status_code == 201
+    lock = app_lock(connect(redis_url), lease_settings, "shop")
+    assert lock.acquire(blocking=False)
+    answers: list[int] = []
+    destroying = threading.Thread(
+        target=lambda: answers.append(client.delete("/api/v1/apps/shop", headers=headers)
+                                      .status_code))
+    destroying.start()
+    try:
+        time.sleep(0.5)  # long enough for an unguarded destroy to finish
+        assert answers == []
+        assert client.get("/api/v1/apps/shop", headers=headers).status_code == 200
+    finally:
+        lock.release()
+    destroying.join(30)
+    assert answers == [204]
+    assert client.get("/api/v1/apps/shop", headers=headers).status_code == 404

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from slipway.config import Settings
 from slipway.platform import audit, config_vars, releases, repos, routing, runtime
+from slipway.platform.deploy import app_lock
 from slipway.platform.logstream import connect
 from slipway.platform.models import App, Release, User
 from slipway.router.errors import RouterError
@@ -53,18 +54,26 @@ def release_config_change(
 
 
 def destroy_app(session: Session, settings: Settings, app: App, *, actor: User | None) -> None:
-    """Remove an app: its containers, route, network, images, repository and rows."""
+    """Remove an app: its containers, route, network, images, repository and rows.
+
+    Under the app's deploy lock, which deploys and reconcile converge it under:
+    a reconcile pass that began before the row went would otherwise start
+    containers on the network being removed. Waits for a deploy in progress.
+    """
     client = runtime.docker_client()
+    redis_client = connect(settings.redis_url)
     name = app.name
-    audit.record(session, actor, "app.destroy", target_kind="app", target_name=name, app=app)
-    app.current_release_id = None  # the row points at a release that goes with it
-    session.commit()
-    session.delete(app)
-    session.commit()
-    for container in runtime.app_containers(client, settings.instance_id, name, all=True):
-        runtime.remove(client, container["Id"], stop_timeout=settings.stop_timeout)
+    with app_lock(redis_client, settings, name):
+        audit.record(session, actor, "app.destroy", target_kind="app", target_name=name,
+                     app=app)
+        app.current_release_id = None  # the row points at a release that goes with it
+        session.commit()
+        session.delete(app)
+        session.commit()
+        for container in runtime.app_containers(client, settings.instance_id, name, all=True):
+            runtime.remove(client, container["Id"], stop_timeout=settings.stop_timeout)
     try:
-        routing.sync_routes(session, client, connect(settings.redis_url), settings)
+        routing.sync_routes(session, client, redis_client, settings)
     except RouterError as exc:
         logger.warning("route removal for %s not confirmed: %s", name, exc.message)
     for network in client.networks.list(names=[runtime.network_name(settings.instance_id, name)]):

@@ -25,6 +25,7 @@ import time
 import docker
 import redis
 from sqlalchemy import select
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
@@ -92,7 +93,10 @@ def _reconcile(session: Session, settings: Settings, redis_client: redis.Redis) 
             continue
         try:
             session.commit()  # a new transaction: see what the lock's last holder recorded
-            session.refresh(app)
+            try:
+                session.refresh(app)
+            except InvalidRequestError:
+                continue  # destroyed since this pass listed it
             converge_app(session, settings, redis_client, client, app)
         except SlipwayError as exc:
             logger.warning("could not restore %s: %s", app.name, exc.message)
