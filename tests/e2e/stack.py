@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -43,6 +45,27 @@ class Stack:
         stack = cls(root)
         stack.owns_root = True
         return stack
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, settings: dict[str, str] | None = None, **kwargs: str) -> Iterator[Stack]:
+        """A temporary stack (``kwargs`` as for :meth:`temporary`) with ``settings``
+        in its environment, started for the block and stopped after it."""
+        stack = cls.temporary(**kwargs)
+        stack.env.update(settings or {})
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.stop()
+
+    def sign_up(self, email: str) -> str:
+        """Create a user and log the CLI (and git) in as them; returns their token."""
+        token = self.slipway("users:create", email).stdout.strip()
+        assert token.startswith("slp_")
+        out = self.slipway("login", "--api-url", self.api_url, "--token", token).stdout
+        assert "Logged in" in out
+        return token
 
     def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
         self.root = root

@@ -56,20 +56,15 @@ APP_PY = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def stack():
-    stack = Stack.temporary()
-    try:
-        stack.start()
+    with Stack.running() as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
 def api(stack):
     """Authorization headers of two users, ada (logged in for the CLI) and bob."""
-    ada = stack.slipway("users:create", "ada@example.com").stdout.strip()
+    ada = stack.sign_up("ada@example.com")
     bob = stack.slipway("users:create", "bob@example.com").stdout.strip()
-    stack.slipway("login", "--api-url", stack.api_url, "--token", ada)
     return {"ada": {"Authorization": f"Bearer {ada}"}, "bob": {"Authorization": f"Bearer {bob}"}}
 
 

@@ -60,14 +60,9 @@ RELEASE_PY = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def stack():
-    stack = Stack.temporary()
     # Keep one release's image beyond the current and previous: pruning shows in a few pushes.
-    stack.env["SLIPWAY_KEEP_RELEASES"] = "1"
-    try:
-        stack.start()
+    with Stack.running({"SLIPWAY_KEEP_RELEASES": "1"}) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def write_app(repo: Path, text: str, *, release_exit: int = 0, worker: bool = True) -> None:
@@ -109,8 +104,7 @@ def containers(process: str) -> list:
 
 @pytest.fixture(scope="module")
 def repo(stack, tmp_path_factory):
-    token = stack.slipway("users:create", "crew@example.com").stdout.strip()
-    stack.slipway("login", "--api-url", stack.api_url, "--token", token)
+    stack.sign_up("crew@example.com")
     repo = tmp_path_factory.mktemp(APP)
     stack.git("init", "-q", "-b", "main", cwd=repo)
     write_app(repo, "Formation v1")

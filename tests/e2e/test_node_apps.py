@@ -22,14 +22,9 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 @pytest.fixture(scope="module")
 def stack():
-    stack = Stack.temporary(prefix="slipway-e2e-node-", language="node")
-    try:
-        stack.start()
-        token = stack.slipway("users:create", "node@example.com").stdout.strip()
-        stack.slipway("login", "--api-url", stack.api_url, "--token", token)
+    with Stack.running(prefix="slipway-e2e-node-", language="node") as stack:
+        stack.sign_up("node@example.com")
         yield stack
-    finally:
-        stack.stop()
 
 
 def commit(stack: Stack, repo: Path, message: str) -> None:

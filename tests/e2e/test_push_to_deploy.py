@@ -45,21 +45,13 @@ APP_PY = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def stack():
-    stack = Stack.temporary()
-    try:
-        stack.start()
+    with Stack.running() as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
 def token(stack):
-    token = stack.slipway("users:create", "dev@example.com").stdout.strip()
-    assert token.startswith("slp_")
-    out = stack.slipway("login", "--api-url", stack.api_url, "--token", token).stdout
-    assert "Logged in" in out
-    return token
+    return stack.sign_up("dev@example.com")
 
 
 def write_app(repo: Path, text: str) -> None:

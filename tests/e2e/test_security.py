@@ -62,15 +62,9 @@ PUSH_LIMIT = 2 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def stack():
-    stack = Stack.temporary()
-    stack.env["SLIPWAY_MAX_PUSH_BYTES"] = str(PUSH_LIMIT)
-    try:
-        stack.start()
-        token = stack.slipway("users:create", "dev@example.com").stdout.strip()
-        stack.slipway("login", "--api-url", stack.api_url, "--token", token)
+    with Stack.running({"SLIPWAY_MAX_PUSH_BYTES": str(PUSH_LIMIT)}) as stack:
+        stack.sign_up("dev@example.com")
         yield stack
-    finally:
-        stack.stop()
 
 
 def push_app(stack: Stack, repo: Path, name: str) -> str:

@@ -76,23 +76,15 @@ def containers(app: str, process: str | None = None, *, all: bool = False) -> li
 
 @pytest.fixture(scope="module")
 def stack():
-    stack = Stack.temporary()
-    stack.env["SLIPWAY_RECONCILE_INTERVAL"] = "2"
-    stack.env["SLIPWAY_LEASE_SECONDS"] = "4"
     # Replaced containers wait out a few reconcile passes before they are stopped.
-    stack.env["SLIPWAY_DRAIN_SECONDS"] = "5"
-    try:
-        stack.start()
+    with Stack.running({"SLIPWAY_RECONCILE_INTERVAL": "2", "SLIPWAY_LEASE_SECONDS": "4",
+                        "SLIPWAY_DRAIN_SECONDS": "5"}) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
 def token(stack):
-    token = stack.slipway("users:create", "phoenix@example.com").stdout.strip()
-    stack.slipway("login", "--api-url", stack.api_url, "--token", token)
-    return token
+    return stack.sign_up("phoenix@example.com")
 
 
 def new_app(stack: Stack, tmp_path_factory, name: str, text: str) -> Path:

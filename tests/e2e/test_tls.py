@@ -189,9 +189,7 @@ def acme_stack() -> Iterator[tuple[Stack, Pebble, str]]:
     try:
         pebble.start()
         stack.start()
-        token = stack.slipway("users:create", "dev@example.com").stdout.strip()
-        stack.slipway("login", "--api-url", stack.api_url, "--token", token)
-        yield stack, pebble, token
+        yield stack, pebble, stack.sign_up("dev@example.com")
     finally:
         # Keep the logs of the last run where a failure can be read.
         with contextlib.suppress(OSError):

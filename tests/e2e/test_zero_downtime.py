@@ -63,14 +63,8 @@ CHECKS = {"healthchecks": {"web": [{"type": "startup", "path": "/health", "conte
 
 @pytest.fixture(scope="module")
 def stack():
-    stack = Stack.temporary()
-    stack.env["SLIPWAY_DRAIN_SECONDS"] = "1"
-    stack.env["SLIPWAY_STOP_TIMEOUT"] = "10"
-    try:
-        stack.start()
+    with Stack.running({"SLIPWAY_DRAIN_SECONDS": "1", "SLIPWAY_STOP_TIMEOUT": "10"}) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def write_app(repo: Path, text: str, *, healthy: bool = True, checks: object = CHECKS) -> None:
@@ -97,8 +91,7 @@ def body(stack: Stack, path: str = "/") -> str:
 
 @pytest.fixture(scope="module")
 def repo(stack, tmp_path_factory):
-    token = stack.slipway("users:create", "steady@example.com").stdout.strip()
-    stack.slipway("login", "--api-url", stack.api_url, "--token", token)
+    token = stack.sign_up("steady@example.com")
     stack.auth = {"Authorization": f"Bearer {token}"}
     repo = tmp_path_factory.mktemp(APP)
     stack.git("init", "-q", "-b", "main", cwd=repo)
