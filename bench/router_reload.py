@@ -82,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(size) for size in args.sizes.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="slipway-bench-"))
-    work.chmod(0o711)  # nginx workers (nobody, under root) must reach temp/
     try:
         print(f"nginx route switch, median of {args.runs} applies (seconds)")
         print(f"{'routes':>7} " + " ".join(f"{step:>8}" for step in STEPS))

@@ -6,11 +6,15 @@ import logging
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from slipway.cli import cli
-from slipway.config import get_settings
+from slipway.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from slipway.router.controller import Nginx
 
 
 def _logging() -> None:
@@ -95,17 +99,36 @@ def beat() -> None:
 @cli.command()
 def router() -> None:
     """Keep nginx in step with the route table published on Redis."""
-    from slipway.router.controller import Nginx
     from slipway.router.daemon import run_router
 
     _logging()
     settings = get_settings()
     settings.ensure_home()
+    run_router(settings.redis_url, _nginx(settings), stop_event=_stop_on_signals())
+
+
+def _nginx(settings: Settings) -> Nginx:
+    """The router's nginx, as the settings describe it."""
+    from slipway.router.controller import Nginx
+
     dynamic = {"auto": None, "dynamic": True, "static": False}[settings.router_upstreams]
-    nginx = Nginx(settings.router_dir, settings.http_port, binary=settings.nginx_binary,
-                  https_port=None if settings.tls == "off" else settings.https_port,
-                  dynamic=dynamic, workers=settings.router_workers or None)
-    run_router(settings.redis_url, nginx, stop_event=_stop_on_signals())
+    return Nginx(settings.router_dir, settings.http_port, binary=settings.nginx_binary,
+                 https_port=None if settings.tls == "off" else settings.https_port,
+                 dynamic=dynamic, workers=settings.router_workers or None)
+
+
+def _check_router(settings: Settings) -> None:
+    """Stop with a clear message, before anything starts, when the router could not
+    serve: nginx or its Lua module missing (SLIPWAY_ROUTER_UPSTREAMS=dynamic), its
+    runtime directory unusable, or its config refused by ``nginx -t``. ACME
+    challenges need no check of their own: they go to the Lua side, or to files in
+    the runtime directory with static upstreams."""
+    from slipway.router.errors import RouterError
+
+    try:
+        _nginx(settings).preflight()
+    except RouterError as exc:
+        raise click.ClickException(f"the router cannot start: {exc.message}") from exc
 
 
 def _stop_on_signals():
@@ -124,7 +147,11 @@ def up() -> None:
 
     _logging()
     settings = get_settings()
-    settings.ensure_home()
+    try:
+        settings.ensure_home()
+    except OSError as exc:
+        raise click.ClickException(f"cannot use SLIPWAY_HOME: {exc}") from exc
+    _check_router(settings)
     run_migrations(settings.database)
     supervisor = Supervisor(settings)
     stop = _stop_on_signals()

@@ -6,9 +6,9 @@ mark ``issued`` with its expiry, republish routes so nginx serves it. A
 failure marks ``failed`` with the error and a retry time (exponential backoff,
 or the server's Retry-After); a certificate already stored keeps serving.
 
-HTTP-01 responses are written into the router's state directory
-(SLIPWAY_HOME/router/acme-challenge), which nginx serves for every host: the
-worker and the router share SLIPWAY_HOME (one machine, or a shared mount).
+HTTP-01 responses go to the router of SLIPWAY_HOME/router over its private
+control socket (``router.challenges``), and nginx answers them for every host:
+the worker runs on the router's host.
 """
 
 from __future__ import annotations

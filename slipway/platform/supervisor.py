@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -103,12 +104,17 @@ class Supervisor:
         if binary is None:
             raise SystemExit("No Redis answers and redis-server is not installed")
         workdir = self.settings.home / "redis"
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        workdir.chmod(0o700)
+        # dump.rdb holds every queued task and log line: Redis writes it with the
+        # umask's mode, so give it one that makes it 0600 (and an old one too).
+        with contextlib.suppress(FileNotFoundError):
+            (workdir / "dump.rdb").chmod(0o600)
         logger.info("starting redis-server on port %s", url.port or 6379)
         self.children["redis"] = subprocess.Popen(
             [binary, "--port", str(url.port or 6379), "--bind", "127.0.0.1", "--dir",
              str(workdir), "--daemonize", "no", "--save", "60 1", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, umask=0o077,
         )
         deadline = time.monotonic() + 10
         while not self._redis_answers():

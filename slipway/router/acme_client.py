@@ -116,6 +116,9 @@ def obtain(
         raise AssertionError("unreachable")
     except AcmeFailure:
         raise
+    except RouterError as exc:  # from publish: the router could not take the response
+        raise AcmeFailure("error", f"could not serve the HTTP-01 response for {host}: "
+                                   f"{exc.message}") from exc
     except messages.Error as exc:
         raise _from_problem(exc, host) from exc
     except errors.ValidationError as exc:
@@ -142,6 +145,9 @@ def _obtain(net: _Network, directory_url: str, email_address: str | None, host: 
     acme = client.ClientV2(directory, net)
     registration = messages.NewRegistration.from_data(
         email=email_address, terms_of_service_agreed=True)
+    # A retry after refused nonces reuses ``net``: newAccount must be signed with the
+    # key itself (JWK), not the account URL an earlier attempt left behind (kid).
+    net.account = None
     try:
         account = acme.new_account(registration)
     except errors.ConflictError as exc:

@@ -22,6 +22,12 @@ workers never serve a route without its addresses. The certificates of those
 apps' hosts are posted the same way, those that changed only, so a renewal
 needs no reload either; certificates of hosts that left are dropped once the
 config that named them is gone.
+
+nginx's workers never open a file under the state directory (in SLIPWAY_HOME,
+which is 0700 and holds keys and the database): the master reads the config and
+certificate files and opens the logs, and everything the workers open themselves,
+request-body and proxy temp files and (static upstreams only) challenge responses,
+lives in a runtime directory outside it (see :func:`default_runtime_dir`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import ipaddress
 import logging
 import os
 import pwd
+import shutil
 import signal
 import socket
 import stat
@@ -52,6 +59,7 @@ from slipway.router.nginx import (
     GENERATION_PATH,
     LUA_MODULES,
     PROBE_HOST,
+    TEMP_KINDS,
     UPSTREAMS_PATH,
     StatePaths,
     is_dynamic,
@@ -81,13 +89,59 @@ def lua_modules_installed() -> bool:
     return all(module.is_file() for module in LUA_MODULES)
 
 
+def default_runtime_dir(state_dir: Path, uid: int | None = None) -> Path:
+    """Where the nginx of ``state_dir``, run by ``uid`` (default: this process's
+    user), keeps the files its workers open: outside SLIPWAY_HOME, one per state dir.
+
+    Under root, workers run as an unprivileged user: the directory is
+    ``/var/lib/slipway-nginx/<key>`` (root's, 0711; nginx makes each temp dir in it
+    0700 and the workers' own, as Debian's nginx does in /var/lib/nginx). Not /run:
+    a tmpfs of a tenth of RAM could not buffer a few 1 GiB uploads; and not a
+    world-writable parent, where another user could plant a symlink root would
+    then write through. Otherwise workers run as this user, who cannot create
+    anything in /var/lib: ``/var/tmp/slipway-nginx-<uid>-<key>``, 0700, refused if
+    someone else made it first (disk-backed and there on every host, unlike
+    $XDG_RUNTIME_DIR, which logind removes at logout). systemd-tmpfiles may clean
+    an idle one after 30 days: the router makes it again (:meth:`Nginx.prepare_runtime`).
+    """
+    uid = os.geteuid() if uid is None else uid
+    key = hashlib.sha256(str(Path(state_dir).absolute()).encode()).hexdigest()[:12]
+    if uid == 0:
+        return Path("/var/lib/slipway-nginx") / key
+    return Path(f"/var/tmp/slipway-nginx-{uid}-{key}")
+
+
+def post_control(socket_path: Path, path: str, body: str, what: str,
+                 timeout: float = 30.0) -> str:
+    """POST ``body`` to ``path`` on nginx's control socket once; return the answer.
+
+    Raises NginxError if it is not taken, whose cause is the OSError when the
+    socket could not be reached (nginx not running, or static upstreams).
+    """
+    conn = _UnixHTTPConnection(socket_path, timeout=timeout)
+    try:
+        conn.request("POST", path, body=body.encode("ascii"),
+                     headers={"Host": "localhost", "Content-Type": "text/plain"})
+        response = conn.getresponse()
+        answer = response.read().decode("ascii", "replace").strip()
+    except (OSError, http.client.HTTPException) as exc:
+        raise NginxError(f"could not post the {what} to {socket_path}: {exc}") from exc
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise NginxError(f"nginx refused the {what} ({response.status}): {answer}")
+    return answer
+
+
 class Nginx:
     """One nginx instance serving a route table from ``state_dir``.
 
-    ``state_dir`` holds nginx.conf, nginx.pid, logs/ and temp/. ``worker_user``
-    is the user nginx runs its workers as when started by root (nginx's default,
-    ``nobody``, when None); it must be able to reach ``state_dir/temp``, where
-    request bodies larger than 16 KiB are buffered.
+    ``state_dir`` holds nginx.conf, nginx.pid, logs/ and control/; it may be as
+    private as its owner likes, since only the master opens files in it.
+    ``runtime_dir`` (default: :func:`default_runtime_dir`) holds what the workers open:
+    temp files (request bodies over 16 KiB) and, with static upstreams, challenge
+    responses. ``worker_user`` is the user nginx runs its workers as when started
+    by root (nginx's default, ``nobody``, when None).
 
     ``dynamic`` picks how upstream addresses reach nginx: True posts them to the
     Lua balancer (no reload when only they change), False renders them into the
@@ -110,8 +164,11 @@ class Nginx:
         https_port: int | None = None,
         dynamic: bool | None = None,
         workers: int | None = None,
+        runtime_dir: Path | None = None,
     ) -> None:
-        self.paths = StatePaths(Path(state_dir).absolute())
+        root = Path(state_dir).absolute()
+        self.paths = StatePaths(root, Path(runtime_dir).absolute() if runtime_dir
+                                else default_runtime_dir(root))
         self.http_port = validate_port(http_port)
         self.binary = binary
         # None: TLS is off, certificates in the table are ignored.
@@ -142,7 +199,6 @@ class Nginx:
         self._posted_certificates: dict[str, str] = {}
         self._stray_certificates = True
         self._lock = threading.RLock()
-        self._warned_unreachable = False
 
     # --- the public operations ---------------------------------------------
 
@@ -154,7 +210,7 @@ class Nginx:
         """The config for ``table`` (raises InvalidRouteError). Tests override this."""
         return render_nginx(
             table, http_port=self.http_port, state_dir=self.paths.root,
-            listen_address=self.listen_address,
+            runtime_dir=self.paths.runtime, listen_address=self.listen_address,
             # `user` only means something to a root master; others warn about it.
             worker_user=self.worker_user if os.geteuid() == 0 else None,
             https_port=self.https_port, dynamic=self.dynamic, worker_processes=self.workers,
@@ -175,16 +231,22 @@ class Nginx:
                 self.apply(table)
                 return
             started = time.monotonic()
-            self._prepare_dirs()
-            text, candidate, rendered = self._render_checked(table)
-            certificates, pems = self._certificates(table)
-            checked = time.monotonic()
-            self._swap_in(candidate)
-            for stale in (self.paths.pid, self.paths.control_socket):
-                # Not the new master's pid; a socket left by a killed nginx makes bind() fail.
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
-            self._launch()
+            try:
+                self._prepare_dirs()
+                text, candidate, rendered = self._render_checked(table)
+                certificates, pems = self._certificates(table)
+                checked = time.monotonic()
+                self._prepare_challenges()
+                self._swap_in(candidate)
+                for stale in (self.paths.pid, self.paths.control_socket):
+                    # Not the new master's pid; a socket left by a killed nginx makes
+                    # bind() fail.
+                    with contextlib.suppress(FileNotFoundError):
+                        stale.unlink()
+                self._launch()
+            except BaseException:
+                self._remove_runtime()  # nothing runs that would use it
+                raise
             # A new master starts with empty shared dicts.
             self._posted_certificates, self._stray_certificates = {}, False
             try:
@@ -252,6 +314,7 @@ class Nginx:
             text, candidate, rendered = self._render_checked(table)
             certificates, pems = self._certificates(table)
             checked = time.monotonic()
+            self._prepare_challenges()
             try:
                 previous: bytes | None = self.paths.conf.read_bytes()
             except FileNotFoundError:
@@ -344,6 +407,7 @@ class Nginx:
             if pid is None or not self._is_master(pid):
                 with contextlib.suppress(FileNotFoundError):
                     self.paths.pid.unlink()
+                self._remove_runtime()
                 return
             workers = _children(pid)
             for sig, wait in ((signal.SIGQUIT, self.stop_timeout), (signal.SIGTERM, 5.0)):
@@ -366,6 +430,7 @@ class Nginx:
                 raise NginxError(f"nginx (pid {pid}) did not exit after SIGKILL")
             with contextlib.suppress(FileNotFoundError):
                 self.paths.pid.unlink()
+            self._remove_runtime()
             log.info("nginx (pid %d) stopped", pid)
 
     def command(self, *extra: str, conf: Path | None = None) -> list[str]:
@@ -377,14 +442,66 @@ class Nginx:
 
     # --- steps -------------------------------------------------------------
 
-    def _prepare_dirs(self) -> None:
-        # nginx creates each *_temp_path itself but not their parent.
+    def preflight(self) -> None:
+        """Check that nginx can serve from here, before anyone relies on it.
+
+        Makes the directories, then has ``nginx -t`` check the empty table's config
+        (which also settles auto mode: Lua or static upstreams). Raises NginxError
+        or ConfigRejectedError saying what is missing; starts nothing.
+        """
+        with self._lock:
+            if self.dynamic and not lua_modules_installed():
+                raise NginxError(
+                    "dynamic upstreams need nginx's Lua module (Debian: "
+                    "libnginx-mod-http-lua), and it is not installed: "
+                    + ", ".join(str(m) for m in LUA_MODULES if not m.is_file()))
+            try:
+                self._prepare_dirs()
+                _text, candidate, _rendered = self._render_checked(RouteTable(0, ()))
+                candidate.unlink()
+            finally:
+                if not self.running():
+                    self._remove_runtime()  # the router makes it again when it starts
+
+    def prepare_runtime(self) -> None:
+        """Make the runtime dir, nginx's temp dirs and the challenge dir in it, if
+        missing (see :func:`default_runtime_dir`); the router calls it again now and
+        then, in case something cleaned them away. Raises NginxError when it cannot,
+        or when the path is not a directory of this user's (someone else made it, or
+        a symlink)."""
+        run = self.paths.runtime
+        as_root = os.geteuid() == 0
         try:
-            self.paths.logs.mkdir(parents=True, exist_ok=True)
-            self.paths.temp.mkdir(parents=True, exist_ok=True)
-            # Workers (www-data/nobody under root) read challenge files themselves.
-            self.paths.challenges.mkdir(parents=True, exist_ok=True)
-            self.paths.challenges.chmod(0o755)
+            run.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                run.mkdir(mode=0o700)
+            info = run.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+                raise NginxError(
+                    f"nginx's runtime directory {run} is not a directory owned by uid "
+                    f"{os.geteuid()}; remove it and start again")
+            # Workers under root only pass through to their own temp dirs.
+            run.chmod(0o711 if as_root else 0o700)
+            worker = self._worker_ids() if as_root else None
+            for kind in TEMP_KINDS:
+                path = self.paths.temp_path(kind)
+                try:
+                    path.mkdir(mode=0o700)
+                except FileExistsError:
+                    continue
+                if worker is not None:
+                    os.chown(path, *worker)
+        except OSError as exc:
+            raise NginxError(f"could not make nginx's runtime directory {run}: {exc}") \
+                from exc
+        self._prepare_challenges()
+
+    def _prepare_dirs(self) -> None:
+        self.prepare_runtime()
+        try:
+            # Only the master (this user, or root) opens anything in the state dir.
+            self.paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.paths.logs.mkdir(exist_ok=True)
             # nginx makes the control socket world-writable: the directory keeps
             # everyone but this user (the master's) out.
             self.paths.control.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -396,36 +513,39 @@ class Nginx:
         except OSError as exc:
             raise NginxError(f"could not create nginx's directories in {self.paths.root}: "
                              f"{exc}") from exc
-        if os.geteuid() == 0:
-            self._let_workers_in()
 
-    def _let_workers_in(self) -> None:
-        """Make temp/ reachable by the worker user, or say loudly that it is not.
-
-        Workers open the temp files themselves (as ``worker_user``); when they
-        cannot reach temp/, every request body over 16 KiB fails with a 500.
-        """
-        user = self.worker_user or _NGINX_DEFAULT_USER
+    def _prepare_challenges(self) -> None:
+        """Make the challenge file directory when the config serves files from it
+        (static upstreams), remove it when responses go to the Lua side: its
+        existence is what tells :mod:`slipway.router.challenges` where to publish."""
+        directory = self.paths.challenges
         try:
-            entry = pwd.getpwnam(user)
+            if self.dynamic:
+                shutil.rmtree(directory, ignore_errors=True)
+            else:
+                directory.mkdir(mode=0o755, exist_ok=True)
+                directory.chmod(0o755)  # the responses are public; workers read them
+        except OSError as exc:
+            raise NginxError(f"could not make {directory}: {exc}") from exc
+
+    def _remove_runtime(self) -> None:
+        """Remove the runtime dir once nginx is gone: temp files and challenge
+        responses mean nothing without it. Only a directory of this user's."""
+        try:
+            info = self.paths.runtime.lstat()
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
+            shutil.rmtree(self.paths.runtime, ignore_errors=True)
+
+    def _worker_ids(self) -> tuple[int, int] | None:
+        """(uid, gid) of the user root's nginx runs its workers as; None if unknown
+        (nginx itself then refuses the config and says why)."""
+        try:
+            entry = pwd.getpwnam(self.worker_user or _NGINX_DEFAULT_USER)
         except KeyError:
-            return  # nginx itself will refuse the config and say why
-        for path in (self.paths.root, self.paths.temp):
-            mode = path.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                path.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)  # traverse, not list
-        blocked = [
-            parent for parent in self.paths.root.parents
-            if not _can_traverse(parent, entry.pw_uid, entry.pw_gid)
-        ]
-        if blocked and not self._warned_unreachable:
-            self._warned_unreachable = True
-            log.warning(
-                "nginx workers run as %r and cannot reach %s because %s is not searchable "
-                "by them; request bodies over 16 KiB will fail. Put the router's state "
-                "directory under a path they can traverse (e.g. /var/lib/slipway).",
-                user, self.paths.temp, blocked[-1],
-            )
+            return None
+        return entry.pw_uid, entry.pw_gid
 
     def _certificates(self, table: RouteTable) -> tuple[_Certificates, _Pems]:
         """The certificates of ``table``: a digest of each file the config names (None
@@ -552,19 +672,7 @@ class Nginx:
     def _post_text(self, body: str, path: str = UPSTREAMS_PATH) -> None:
         """POST ``body`` to the control socket once; raises NginxError if not taken."""
         what = "upstream table" if path == UPSTREAMS_PATH else "certificates"
-        conn = _UnixHTTPConnection(self.paths.control_socket, timeout=_COMMAND_TIMEOUT)
-        try:
-            conn.request("POST", path, body=body.encode("ascii"),
-                         headers={"Host": "localhost", "Content-Type": "text/plain"})
-            response = conn.getresponse()
-            answer = response.read().decode("ascii", "replace").strip()
-        except (OSError, http.client.HTTPException) as exc:
-            raise NginxError(f"could not post the {what} to "
-                             f"{self.paths.control_socket}: {exc}") from exc
-        finally:
-            conn.close()
-        if response.status != 200:
-            raise NginxError(f"nginx refused the {what} ({response.status}): {answer}")
+        post_control(self.paths.control_socket, path, body, what, timeout=_COMMAND_TIMEOUT)
 
     def _check(self, text: str) -> Path:
         """Write ``text`` beside the live config and ``nginx -t`` it; return the file.
@@ -805,18 +913,6 @@ def _wait_gone(pids: Sequence[int], timeout: float) -> bool:
             return False
         time.sleep(0.01)
     return True
-
-
-def _can_traverse(path: Path, uid: int, gid: int) -> bool:
-    try:
-        st = path.stat()
-    except OSError:
-        return False
-    if st.st_uid == uid:
-        return bool(st.st_mode & stat.S_IXUSR)
-    if st.st_gid == gid:
-        return bool(st.st_mode & stat.S_IXGRP)
-    return bool(st.st_mode & stat.S_IXOTH)
 
 
 def _first_error(output: str) -> str:

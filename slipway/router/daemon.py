@@ -189,8 +189,15 @@ class _Router:
         self._report_applied(client, table)
 
     def ensure_running(self) -> None:
-        """Restart nginx with the last applied table if it has died."""
-        if self.current is None or self.nginx.running():
+        """Restart nginx with the last applied table if it has died; make its runtime
+        directory again if something (systemd-tmpfiles) removed it meanwhile."""
+        if self.current is None:
+            return
+        if self.nginx.running():
+            try:
+                self.nginx.prepare_runtime()
+            except RouterError as exc:
+                log.error("nginx's runtime directory: %s", exc.message)
             return
         log.error("nginx is not running; restarting it with generation %d",
                   self.current.generation)

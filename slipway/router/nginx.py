@@ -39,7 +39,8 @@ _MAX_HOST = 253
 _MAX_LABEL = 63
 _SHOW_MAX = 80
 
-# The ACME HTTP-01 path, answered for every host from files under the state dir.
+# The ACME HTTP-01 path, answered for every host: from the Lua dict the controller
+# posts responses to (dynamic upstreams), or from files in the runtime directory.
 ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
 # A year, as Let's Encrypt and most guides recommend once HTTPS is known to work.
 _HSTS_MAX_AGE = 31536000
@@ -86,6 +87,14 @@ _CERTIFICATES_DICT = "slipway_certificates"
 # About 8,000 hosts with a 4 KB chain and key each.
 _CERTIFICATES_DICT_SIZE = "32m"
 CERTIFICATES_HEADER = "slipway-certificates 1"
+# HTTP-01 responses, posted by whoever answers a challenge (see challenges.py).
+# Each expires after an hour, so a publisher that died before withdrawing its
+# tokens leaves nothing behind for long.
+CHALLENGES_PATH = "/challenges"
+_CHALLENGES_DICT = "slipway_challenges"
+_CHALLENGES_DICT_SIZE = "1m"
+_CHALLENGE_TTL = 3600
+CHALLENGES_HEADER = "slipway-challenges 1"
 # The largest body the control server reads (kept in memory, never on disk): a
 # full set of certificates, base64-encoded.
 _CONTROL_MAX_BODY = "64m"
@@ -104,6 +113,7 @@ local balancer = require "ngx.balancer"
 local ssl = require "ngx.ssl"
 local dict = ngx.shared.@DICT@
 local certificates = ngx.shared.@CERTIFICATES@
+local challenges = ngx.shared.@CHALLENGES@
 local M = {}
 local seen, current = nil, nil
 -- Round-robin position per app, in this worker.
@@ -384,6 +394,69 @@ function M.post_certificates()
     ngx.say(count)
 end
 
+-- RFC 8555 tokens are base64url; nothing else is looked up or stored.
+local function token_ok(token)
+    return token ~= nil and #token >= 16 and #token <= 256
+        and not token:find("[^A-Za-z0-9_%-]")
+end
+
+-- content_by_lua of the HTTP-01 path: the posted response for the token, else 404.
+function M.challenge()
+    local token = ngx.var.uri:sub(@CHALLENGE_PREFIX@ + 1)
+    local answer = token_ok(token) and challenges:get(token)
+    if not answer then return ngx.exit(ngx.HTTP_NOT_FOUND) end
+    ngx.print(answer)
+end
+
+-- The changes in a posted challenge set, or nil and what is wrong with it:
+-- "set <token> <key authorization>" and "drop <token>".
+function M.parse_challenges(body)
+    local change = {set = {}, drop = {}}
+    local n = 0
+    for line in body:gmatch("[^\\n]+") do
+        n = n + 1
+        local words = split_words(line)
+        local kind, token, answer = words[1], words[2], words[3]
+        if n == 1 then
+            if line ~= "@CHALLENGES_HEADER@" then return nil, "line 1: not a challenge set" end
+        elseif not token_ok(token) then
+            return nil, "line " .. n .. ": bad token"
+        elseif kind == "drop" and #words == 2 then
+            change.drop[token] = true
+        elseif kind == "set" and #words == 3 then
+            -- A key authorization is the token, a dot and the account key's thumbprint.
+            local thumbprint = answer:sub(#token + 2)
+            if #answer > 512 or answer:sub(1, #token + 1) ~= token .. "."
+                    or #thumbprint == 0 or thumbprint:find("[^A-Za-z0-9_%-]") then
+                return nil, "line " .. n .. ": bad key authorization"
+            end
+            change.set[token] = answer
+        else
+            return nil, "line " .. n .. ": unknown line"
+        end
+    end
+    if n == 0 then return nil, "empty body" end
+    return change
+end
+
+-- content_by_lua on the control socket: store or drop challenge responses.
+function M.post_challenges()
+    local change = posted("a challenge set", M.parse_challenges)
+    if not change then return end
+    local count = 0
+    for token, answer in pairs(change.set) do
+        local ok, err = challenges:safe_set(token, answer, @CHALLENGE_TTL@)
+        if not ok then
+            ngx.status = 507
+            ngx.say("could not store the challenge response: ", err)
+            return ngx.exit(ngx.HTTP_OK)
+        end
+        count = count + 1
+    end
+    for token in pairs(change.drop) do challenges:delete(token) end
+    ngx.say(count)
+end
+
 -- content_by_lua of the generation probe: the posted table's generation once it
 -- belongs to this worker's config; the config's own generation while it does not
 -- (old workers during a reload); 503 before any table is posted.
@@ -400,14 +473,22 @@ end
 package.loaded["slipway.router"] = M
 """.replace("@DICT@", _UPSTREAMS_DICT).replace("@HEADER@", UPSTREAMS_HEADER) \
     .replace("@CERTIFICATES@", _CERTIFICATES_DICT) \
-    .replace("@CERTIFICATES_HEADER@", CERTIFICATES_HEADER)
+    .replace("@CERTIFICATES_HEADER@", CERTIFICATES_HEADER) \
+    .replace("@CHALLENGES@", _CHALLENGES_DICT).replace("@CHALLENGES_HEADER@", CHALLENGES_HEADER) \
+    .replace("@CHALLENGE_PREFIX@", str(len(ACME_CHALLENGE_PATH))) \
+    .replace("@CHALLENGE_TTL@", str(_CHALLENGE_TTL))
 
 
 @dataclass(frozen=True)
 class StatePaths:
-    """Where nginx keeps its files under the router's state directory."""
+    """Where nginx keeps its files: private ones under the router's state directory
+    (``root``, in SLIPWAY_HOME, which only the master reads: it runs as the user who
+    owns it, or root), and those its workers open themselves under ``runtime``,
+    outside SLIPWAY_HOME: request-body and proxy temp files, and challenge
+    responses served from files (static upstreams)."""
 
     root: Path
+    runtime: Path
 
     @property
     def conf(self) -> Path:
@@ -429,21 +510,20 @@ class StatePaths:
     def access_log(self) -> Path:
         return self.logs / "access.log"
 
-    @property
-    def temp(self) -> Path:
-        return self.root / "temp"
-
     def temp_path(self, kind: str) -> Path:
-        return self.temp / kind
+        return self.runtime / kind
 
     @property
     def control(self) -> Path:
-        """The directory of the control socket: 0700, so only the router's user gets in.
-
-        ``no-upstream`` in it never exists: the balancer sends requests for an app
-        without addresses there, so they fail to connect and get a 502.
-        """
+        """The directory of the control socket: 0700, so only the router's user gets in."""
         return self.root / "control"
+
+    @property
+    def nowhere(self) -> Path:
+        """A socket that never exists: the balancer sends requests for an app without
+        addresses there, so they fail to connect and get a 502. In the runtime dir,
+        which workers can enter, so the error log says "No such file"."""
+        return self.runtime / "no-upstream"
 
     @property
     def control_socket(self) -> Path:
@@ -462,11 +542,12 @@ class StatePaths:
 
     @property
     def challenges(self) -> Path:
-        """HTTP-01 key authorizations, one file per token (world-readable)."""
-        return self.root / "acme-challenge"
+        """HTTP-01 key authorizations, one file per token (world-readable), when
+        upstreams are static; the directory exists only then."""
+        return self.runtime / "acme-challenge"
 
 
-_TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
 # --- validation -------------------------------------------------------------
@@ -753,6 +834,7 @@ def render_nginx(
     *,
     http_port: int,
     state_dir: Path,
+    runtime_dir: Path,
     listen_address: str = "0.0.0.0",
     worker_user: str | None = None,
     https_port: int | None = None,
@@ -762,8 +844,9 @@ def render_nginx(
     """Render a complete nginx.conf for ``table``.
 
     The config is meant for nginx run as a plain process with
-    ``-p <state_dir> -c <conf> -e <error log>``: its pid file, logs and every
-    temp path live under ``state_dir``. Each route gets an ``upstream`` and a
+    ``-p <state_dir> -c <conf> -e <error log>``: its pid file and logs live under
+    ``state_dir``, which only the master opens; every temp path lives under
+    ``runtime_dir``, where the workers open files themselves. Each route gets an ``upstream`` and a
     ``server`` for its hosts; a default server answers 404 for unknown hosts and
     serves ``GENERATION_PATH`` (the table's generation, to loopback only).
     ``worker_user`` adds a ``user`` directive (only meaningful when nginx is
@@ -771,7 +854,8 @@ def render_nginx(
     ``worker_processes`` is how many workers nginx runs (None: one per core).
     Routes are rendered sorted by app name, so equal tables render equal text.
 
-    Every HTTP server answers ``ACME_CHALLENGE_PATH`` from ``state_dir/acme-challenge``.
+    Every HTTP server answers ``ACME_CHALLENGE_PATH``: from responses posted to the
+    Lua side with ``dynamic``, else from files in ``runtime_dir/acme-challenge``.
     With ``https_port``, each host that has a certificate in its route gets an HTTPS
     server on that port, and its HTTP requests (but the challenge path) redirect
     there; without it (TLS off) certificates are ignored and everything is HTTP.
@@ -790,10 +874,12 @@ def render_nginx(
     validate_table(table)
     port = validate_port(http_port)
     root = validate_state_dir(state_dir)
+    runtime = validate_state_dir(runtime_dir, "runtime_dir")
     listen_ip = validate_listen_address(listen_address)
     user = None if worker_user is None else validate_user(worker_user)
     workers = "auto" if worker_processes is None else validate_workers(worker_processes)
-    paths = StatePaths(root)
+    paths = StatePaths(root, runtime)
+    challenge = _challenge_location(paths, dynamic)
     listen = _listen(listen_ip, port)
     tls_port = None if https_port is None else validate_port(https_port, "https_port")
     routes = sorted(table.routes, key=lambda r: r.app)
@@ -826,7 +912,7 @@ def render_nginx(
         f"    access_log {paths.access_log} slipway {_ACCESS_LOG_BUFFER};",
         "",
     ]
-    out += [f"    {kind}_temp_path {paths.temp_path(kind)};" for kind in _TEMP_KINDS]
+    out += [f"    {kind}_temp_path {paths.temp_path(kind)};" for kind in TEMP_KINDS]
     out += [
         "",
         "    default_type application/octet-stream;",
@@ -889,31 +975,32 @@ def render_nginx(
     out.append("    # --- end HTTPS --------------------------------------------------------")
     if shared:
         out.append("")
-        out += _shared_blocks(shared, listen, tls_listen, redirect_port, paths)
+        out += _shared_blocks(shared, listen, tls_listen, redirect_port, paths, challenge)
     for route in separate:
         out.append("")
         certified = set() if tls_port is None else {c.host for c in route.certificates}
-        out += _route_blocks(route, listen, paths, certified, redirect_port)
+        out += _route_blocks(route, listen, challenge, certified, redirect_port)
     out.append("")
-    out += _default_server(table.generation, listen, listen_ip, paths, dynamic)
+    out += _default_server(table.generation, listen, listen_ip, challenge, dynamic)
     out.append("}")
     return "\n".join(out) + "\n"
 
 
 def _lua_setup(paths: StatePaths) -> list[str]:
     """The shared dicts, the Lua module, and the control server on the unix socket."""
-    code = _LUA_MODULE.replace("@NOWHERE@", str(paths.control / "no-upstream"))
+    code = _LUA_MODULE.replace("@NOWHERE@", str(paths.nowhere))
     module = [f"        {line}" if line else "" for line in code.splitlines()]
     return [
         "    # --- dynamic upstreams (Lua) ---------------------------------------------",
         f"    lua_shared_dict {_UPSTREAMS_DICT} {_UPSTREAMS_DICT_SIZE};",
         f"    lua_shared_dict {_CERTIFICATES_DICT} {_CERTIFICATES_DICT_SIZE};",
+        f"    lua_shared_dict {_CHALLENGES_DICT} {_CHALLENGES_DICT_SIZE};",
         "    init_by_lua_block {",
         *module,
         "    }",
-        "    # The controller posts the address table and certificates here. nginx makes",
-        "    # the socket world-writable; its directory (0700) keeps everyone but the",
-        "    # router out.",
+        "    # The controller posts the address table and certificates here, the ACME",
+        "    # client its challenge responses. nginx makes the socket world-writable; its",
+        "    # directory (0700) keeps everyone but Slipway's user out.",
         "    server {",
         f"        listen unix:{paths.control_socket};",
         "        access_log off;",
@@ -925,6 +1012,9 @@ def _lua_setup(paths: StatePaths) -> list[str]:
         "        }",
         f"        location = {CERTIFICATES_PATH} {{",
         '            content_by_lua_block { require("slipway.router").post_certificates() }',
+        "        }",
+        f"        location = {CHALLENGES_PATH} {{",
+        '            content_by_lua_block { require("slipway.router").post_challenges() }',
         "        }",
         "        location / {",
         "            return 404;",
@@ -938,13 +1028,16 @@ def _listen(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def _challenge_location(paths: StatePaths) -> list[str]:
-    # ^~ so no regex location can take the path over; alias maps a token straight
-    # to its file, and anything missing is a plain 404.
+def _challenge_location(paths: StatePaths, dynamic: bool) -> list[str]:
+    # ^~ so no regex location can take the path over. With Lua the response comes
+    # from the shared dict (nginx reads no file); without, alias maps a token
+    # straight to its file in the runtime dir. Anything missing is a plain 404.
+    answer = ('            content_by_lua_block { require("slipway.router").challenge() }'
+              if dynamic else f"            alias {paths.challenges}/;")
     return [
         f"        location ^~ {ACME_CHALLENGE_PATH} {{",
         "            default_type text/plain;",
-        f"            alias {paths.challenges}/;",
+        answer,
         "        }",
     ]
 
@@ -977,14 +1070,14 @@ def _https_server(route: Route, cert: HostCertificate, listen: str) -> list[str]
     return lines
 
 
-def _redirect_server(server_names: list[str], listen: str, paths: StatePaths,
+def _redirect_server(server_names: list[str], listen: str, challenge: list[str],
                      redirect_port: str) -> list[str]:
     """HTTP for hosts with a certificate: the challenge path, else off to HTTPS."""
     return [
         "    server {",
         f"        listen {listen};",
         *server_names,
-        *_challenge_location(paths),
+        *challenge,
         "        location / {",
         f"            return 301 https://$host{redirect_port}$request_uri;",
         "        }",
@@ -992,7 +1085,7 @@ def _redirect_server(server_names: list[str], listen: str, paths: StatePaths,
     ]
 
 
-def _route_blocks(route: Route, listen: str, paths: StatePaths, certified: set[str],
+def _route_blocks(route: Route, listen: str, challenge: list[str], certified: set[str],
                   redirect_port: str) -> list[str]:
     """The upstream and the HTTP server(s) of one route with its own blocks.
 
@@ -1016,15 +1109,15 @@ def _route_blocks(route: Route, listen: str, paths: StatePaths, certified: set[s
             "    server {",
             f"        listen {listen};",
             f"        server_name {' '.join(plain)};",
-            *_challenge_location(paths),
+            *challenge,
             "        location / {",
             *_proxy_location(route),
             "        }",
             "    }",
         ]
     if secure:
-        lines += _redirect_server([f"        server_name {' '.join(secure)};"], listen, paths,
-                                  redirect_port)
+        lines += _redirect_server([f"        server_name {' '.join(secure)};"], listen,
+                                  challenge, redirect_port)
     return lines
 
 
@@ -1043,7 +1136,7 @@ def _server_names(hosts: list[str]) -> list[str]:
 
 
 def _shared_blocks(routes: list[Route], listen: str, tls_listen: str | None,
-                   redirect_port: str, paths: StatePaths) -> list[str]:
+                   redirect_port: str, paths: StatePaths, challenge: list[str]) -> list[str]:
     """The servers all balanced apps share (dynamic upstreams).
 
     One map from host to app, one upstream whose balancer reads the app from it,
@@ -1091,7 +1184,7 @@ def _shared_blocks(routes: list[Route], listen: str, tls_listen: str | None,
             "    server {",
             f"        listen {listen};",
             *_server_names(plain),
-            *_challenge_location(paths),
+            *challenge,
             "        location / {",
             f"            proxy_pass http://{upstream};",
             "        }",
@@ -1099,7 +1192,7 @@ def _shared_blocks(routes: list[Route], listen: str, tls_listen: str | None,
         ]
     if not secure:
         return lines
-    lines += _redirect_server(_server_names(secure), listen, paths, redirect_port)
+    lines += _redirect_server(_server_names(secure), listen, challenge, redirect_port)
     lines += [
         "    # The default TLS server: a name the posted set lacks ends the handshake.",
         "    server {",
@@ -1125,7 +1218,7 @@ def _shared_blocks(routes: list[Route], listen: str, tls_listen: str | None,
 
 
 def _default_server(generation: int, listen: str, listen_ip: str,
-                    paths: StatePaths, dynamic: bool) -> list[str]:
+                    challenge: list[str], dynamic: bool) -> list[str]:
     allowed = ["127.0.0.1", "::1"]
     if not ipaddress.ip_address(listen_ip).is_unspecified and listen_ip not in allowed:
         # The controller probes the address nginx listens on; let it in.
@@ -1141,7 +1234,7 @@ def _default_server(generation: int, listen: str, listen_ip: str,
         f"        listen {listen} default_server;",
         "        server_name _;",
         "        default_type text/plain;",
-        *_challenge_location(paths),
+        *challenge,
         f"        location = {GENERATION_PATH} {{",
         *[f"            allow {address};" for address in allowed],
         "            deny all;",

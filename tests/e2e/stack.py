@@ -33,15 +33,11 @@ def base_image_available(language: str) -> bool:
 class Stack:
     @classmethod
     def temporary(cls, prefix: str = "slipway-e2e-", language: str = "python") -> Stack:
-        """A stack in a new directory that ``stop()`` removes.
-
-        Not under pytest's tmp_path: its 0700 parents keep nginx's workers out of the
-        state directory. Fails the test when Docker has no base image to build with.
-        """
+        """A stack in a new directory that ``stop()`` removes. Fails the test when
+        Docker has no base image to build with."""
         if not base_image_available(language):
             pytest.fail(f"No {language} base image: run ./install.sh (it bootstraps them)")
         root = Path(tempfile.mkdtemp(prefix=prefix))
-        root.chmod(0o755)
         stack = cls(root)
         stack.owns_root = True
         return stack

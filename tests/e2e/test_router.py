@@ -142,10 +142,9 @@ def upstreams() -> Iterator:
 
 @pytest.fixture
 def state_dir() -> Iterator[Path]:
-    # Not tmp_path: pytest's base dir is 0700, which nginx workers (nobody, when
-    # the tests run as root) cannot traverse to reach temp/.
+    # Private (0700, as mkdtemp makes it), like SLIPWAY_HOME: nginx's workers
+    # (nobody, when the tests run as root) never need to enter it.
     path = Path(tempfile.mkdtemp(prefix="slipway-router-test-"))
-    path.chmod(0o711)
     yield path / "router"
     shutil.rmtree(path, ignore_errors=True)
 
@@ -258,8 +257,8 @@ def test_app_without_upstreams_answers_503(nginx):
 
 
 def test_large_request_body_reaches_the_app(nginx, upstreams):
-    # Bodies over 16 KiB are buffered in temp/ by the workers: this fails if
-    # they cannot reach it.
+    # Bodies over 16 KiB are buffered by the workers in the runtime dir: this fails
+    # if they cannot reach it (the state dir is 0700 and not theirs).
     web = upstreams("web")
     nginx.start(RouteTable(1, (route("web", ("web.localhost",), web),)))
     body = os.urandom(3 * 1024 * 1024)

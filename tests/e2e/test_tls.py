@@ -23,7 +23,7 @@ from cryptography import x509
 from slipway.router import challenges
 from slipway.router.acme_client import AcmeFailure, obtain
 from slipway.router.certs import CertificateStore, new_key_pem
-from slipway.router.controller import Nginx
+from slipway.router.controller import Nginx, lua_modules_installed
 from slipway.router.routes import HostCertificate, Route, RouteTable
 from tests.e2e.pebble import Pebble
 from tests.e2e.stack import Stack
@@ -61,17 +61,22 @@ def http_status(host: str, port: int, path: str) -> str:
 
 @pytest.fixture
 def root() -> Iterator[Path]:
-    # Not tmp_path: nginx workers must traverse to the state and challenge dirs.
+    # Private (0700, as mkdtemp makes it), like SLIPWAY_HOME: nginx's workers never
+    # enter it; challenge responses reach them over the control socket or, with
+    # static upstreams, from files in the runtime dir outside it.
     path = Path(tempfile.mkdtemp(prefix="slipway-tls-"))
-    path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def edge(root) -> Iterator[tuple[Nginx, Pebble, Upstream]]:
+@pytest.fixture(params=[
+    pytest.param(True, id="lua", marks=pytest.mark.skipif(
+        not lua_modules_installed(), reason="libnginx-mod-http-lua is not installed")),
+    pytest.param(False, id="static"),
+])
+def edge(root, request) -> Iterator[tuple[Nginx, Pebble, Upstream]]:
     http_port, https_port = free_port(), free_port()
-    nginx = Nginx(root / "router", http_port, https_port=https_port)
+    nginx = Nginx(root / "router", http_port, https_port=https_port, dynamic=request.param)
     (root / "pebble").mkdir()
     pebble = Pebble(root / "pebble", http_port)
     upstream = Upstream("app")
@@ -174,6 +179,7 @@ DOMAIN = "apps.example.test"
 @pytest.fixture(scope="module")
 def acme_stack() -> Iterator[tuple[Stack, Pebble, str]]:
     stack = Stack.temporary(prefix="slipway-e2e-tls-")
+    stack.root.chmod(0o700)  # private all the way up: nginx's workers never enter it
     (stack.root / "pebble").mkdir()
     pebble = Pebble(stack.root / "pebble", stack.http_port)
     stack.env.update({
@@ -244,6 +250,11 @@ def test_deployed_app_gets_a_certificate_and_custom_domains_too(acme_stack, tmp_
     assert result.stdout == "Hello over TLS\n\n200"
     listing = stack.slipway("domains", "--app", "secure").stdout
     assert "www.shop.example" in listing and "issued" in listing
+    # Keys are private, in a private SLIPWAY_HOME.
+    keys = [stack.home / "certs" / name / "privkey.pem" for name in (host, "www.shop.example")]
+    keys += [stack.home / "certs" / "account.pem", stack.home / "router/tls/placeholder.key"]
+    modes = {path: path.stat().st_mode & 0o777 for path in [stack.home, *keys]}
+    assert modes == {stack.home: 0o700, **{key: 0o600 for key in keys}}
 
     # A forced renewal: a new certificate is served, and a steady stream of HTTPS
     # requests sees no failure while it happens.

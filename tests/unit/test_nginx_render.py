@@ -24,6 +24,7 @@ from slipway.router.routes import HostCertificate, Route, RouteTable
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "nginx"
 STATE = Path("/var/lib/slipway/router")
+RUN = Path("/var/lib/slipway-nginx/0123456789ab")
 
 WEB = Route(app="web", hosts=("web.example.com", "www.example.com"),
             upstreams=("127.0.0.1:32768", "127.0.0.1:32769"))
@@ -68,6 +69,10 @@ CASES: dict[str, tuple[RouteTable, dict]] = {
 }
 
 
+for _table, _kwargs in CASES.values():
+    _kwargs["runtime_dir"] = RUN
+
+
 def table_with(**route_fields) -> RouteTable:
     fields = {"app": "web", "hosts": ("web.example.com",), "upstreams": ("127.0.0.1:8000",)}
     fields.update(route_fields)
@@ -75,7 +80,8 @@ def table_with(**route_fields) -> RouteTable:
 
 
 def render(table: RouteTable, **kwargs) -> str:
-    return render_nginx(table, **{"http_port": 80, "state_dir": STATE, **kwargs})
+    return render_nginx(table, **{"http_port": 80, "state_dir": STATE, "runtime_dir": RUN,
+                                  **kwargs})
 
 
 # --- golden files ---------------------------------------------------------------
@@ -128,10 +134,12 @@ def test_route_without_upstreams_answers_503():
     assert 'return 503 "The app idle has no running web process.\\n";' in text
 
 
-def test_temp_paths_logs_and_pid_live_under_the_state_dir():
-    text = render(RouteTable(generation=1, routes=()), state_dir=Path("/srv/x"))
+def test_logs_and_pid_live_under_the_state_dir_temp_paths_outside_it():
+    text = render(RouteTable(generation=1, routes=()), state_dir=Path("/srv/x"),
+                  runtime_dir=Path("/run/y"))
     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        assert f"    {kind}_temp_path /srv/x/temp/{kind};" in text
+        assert f"    {kind}_temp_path /run/y/{kind};" in text
+    assert "/srv/x/temp" not in text
     assert "pid /srv/x/nginx.pid;" in text
     assert "error_log /srv/x/logs/error.log warn;" in text
     assert "access_log /srv/x/logs/access.log slipway buffer=64k flush=1s;" in text
@@ -327,6 +335,7 @@ def test_app_name_attacks_raise(app):
     {"state_dir": Path("/srv/semi;colon")}, {"state_dir": Path("/srv/$var")},
     {"state_dir": Path("/srv/quote'")}, {"state_dir": Path("/srv/new\nline")},
     {"state_dir": Path("/srv/../etc")}, {"state_dir": Path("/srv/br{ace")},
+    {"runtime_dir": Path("relative")}, {"runtime_dir": Path("/run/semi;colon")},
     {"worker_user": "root; evil"}, {"worker_user": "Root"}, {"worker_user": ""},
     {"worker_processes": 0}, {"worker_processes": "2"}, {"worker_processes": True},
     {"worker_processes": 1025},

@@ -1,4 +1,5 @@
-"""Route TLS fields in the table JSON, challenge files, the certificate store and nginx -t."""
+"""Route TLS fields in the table JSON, challenge responses, the certificate store and
+nginx -t."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pytest
 from slipway.router import challenges
 from slipway.router.acme_client import _parse_retry_after
 from slipway.router.certs import CertificateStore, InternalCA, new_key_pem
-from slipway.router.errors import InvalidRouteError
+from slipway.router.controller import default_runtime_dir
+from slipway.router.errors import InvalidRouteError, NginxError
 from slipway.router.nginx import render_nginx
 from slipway.router.routes import HostCertificate, Route, RouteTable
 
@@ -49,21 +51,49 @@ def test_tls_fields_round_trip():
 def test_bad_certificates_never_reach_the_config(cert, message):
     table = RouteTable(1, (Route("web", ("a.test",), (), certificates=(cert,)),))
     with pytest.raises(InvalidRouteError) as caught:
-        render_nginx(table, http_port=80, https_port=443, state_dir=Path("/s"))
+        render_nginx(table, http_port=80, https_port=443, state_dir=Path("/s"),
+                     runtime_dir=Path("/r"))
     assert caught.value.message == message
 
 
-def test_challenge_files_are_world_readable_and_tokens_checked(tmp_path):
-    path = challenges.publish(tmp_path, "tok_EN-123456789012", "tok_EN-123456789012.thumb")
-    assert path == tmp_path / "acme-challenge" / "tok_EN-123456789012"
-    assert path.read_text() == "tok_EN-123456789012.thumb"
+@pytest.fixture
+def challenge_dir(tmp_path):
+    """The challenge file directory of router state dir ``tmp_path`` (static upstreams)."""
+    run = default_runtime_dir(tmp_path)
+    (run / "acme-challenge").mkdir(parents=True)
+    yield run / "acme-challenge"
+    shutil.rmtree(run)
+
+
+def test_challenge_files_are_world_readable_outside_the_state_dir(tmp_path, challenge_dir):
+    token = "tok_EN-123456789012"
+    challenges.publish(tmp_path, token, f"{token}.thumb")
+    path = challenge_dir / token
+    assert path.read_text() == f"{token}.thumb"
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    challenges.withdraw(tmp_path, "tok_EN-123456789012")
-    challenges.withdraw(tmp_path, "tok_EN-123456789012")
+    assert not path.is_relative_to(tmp_path)
+    challenges.withdraw(tmp_path, token)
+    challenges.withdraw(tmp_path, token)
     assert not path.exists()
-    for token in ("../../etc/passwd-xxxxxxxx", "short", "a" * 20 + "/b"):
-        with pytest.raises(InvalidRouteError):
-            challenges.publish(tmp_path, token, "x")
+
+
+@pytest.mark.parametrize(("token", "answer"), [
+    ("../../etc/passwd-xxxxxxxx", "../../etc/passwd-xxxxxxxx.x"), ("short", "short.x"),
+    ("a" * 20 + "/b", "a" * 20 + "/b.x"), ("a" * 20, "b" * 20 + ".x"), ("a" * 20, "a" * 20),
+    ("a" * 20, "a" * 20 + ".x y"), ("a" * 20, "a" * 20 + ".x\nset " + "b" * 20 + " c"),
+])
+def test_bad_tokens_and_key_authorizations_are_refused(tmp_path, challenge_dir, token, answer):
+    with pytest.raises(InvalidRouteError):
+        challenges.publish(tmp_path, token, answer)
+    assert list(challenge_dir.iterdir()) == []
+
+
+def test_publishing_without_a_router_is_a_clear_error(tmp_path):
+    token = "t" * 20
+    with pytest.raises(NginxError) as caught:
+        challenges.publish(tmp_path, token, f"{token}.x")
+    assert caught.value.message.startswith("could not post the challenge response to ")
+    challenges.withdraw(tmp_path, token)  # only logged
 
 
 def test_store_keeps_keys_private_and_the_account_key(tmp_path):
@@ -102,10 +132,11 @@ def test_rendered_tls_config_passes_nginx_t():
                                                     str(saved.key)),), hsts=True)
         state = root / "router"
         (state / "logs").mkdir(parents=True)
-        (state / "temp").mkdir()
+        (root / "run").mkdir()
         conf = state / "nginx.conf"
         conf.write_text(render_nginx(RouteTable(1, (route,)), http_port=18080,
-                                     https_port=18443, state_dir=state))
+                                     https_port=18443, state_dir=state,
+                                     runtime_dir=root / "run"))
         result = subprocess.run(
             ["nginx", "-t", "-p", f"{state}/", "-c", str(conf), "-e", str(state / "logs/e.log")],
             capture_output=True, text=True, env={**os.environ}, check=False)
