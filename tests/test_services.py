@@ -49,8 +49,8 @@ def test_config_vars_are_encrypted_and_releases_numbered(database_url):
         ada, _ = users.create_user(session, "ada@example.com")
         app = apps.create_app(session, ada, "shop")
         changes = config_vars.validate_changes({"SECRET": value, "GONE": "x"})
-        config_vars.apply_changes(session, "key", app, changes)
-        config = config_vars.apply_changes(session, "key", app, {"GONE": None})
+        config_vars.apply_changes(session, "key", app, changes, limits=None)
+        config = config_vars.apply_changes(session, "key", app, {"GONE": None}, limits=None)
         assert config == {"SECRET": value}
         raw = session.scalar(select(ConfigVar.value_encrypted))
         assert value not in raw

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 
+import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -130,3 +132,61 @@ def revoke_token(session: Session, user: User, token_id: int) -> ApiToken:
                      target_name=_token_label(row), details={"id": row.id})
     session.flush()
     return row
+
+
+# --- Dashboard sessions ------------------------------------------------------
+
+
+class SessionStore:
+    """Dashboard sessions kept in Redis; the browser holds only a random session id.
+
+    A record names its user and a keyed fingerprint of the password hash it was made
+    with, so a password change (from any process, even one without Redis) or a
+    deleted user ends every session of that user at its next request. Records
+    expire ``hours`` after sign-in; sign-out deletes its record at once. Redis keys
+    are hashes of the ids, so a copy of Redis holds no usable session.
+    """
+
+    def __init__(self, client: redis.Redis, instance: str, secret_key: str, *,
+                 hours: int) -> None:
+        self.client = client
+        self.prefix = f"slipway:{instance}:session:"
+        self.secret_key = secret_key.encode()
+        self.ttl = hours * 3600
+
+    def _key(self, sid: str) -> str:
+        return self.prefix + hashlib.sha256(sid.encode()).hexdigest()
+
+    def _mark(self, user: User) -> str:
+        message = f"{user.id}|{user.password_hash or ''}".encode()
+        return hmac.new(self.secret_key, message, hashlib.sha256).hexdigest()
+
+    def create(self, user: User) -> str:
+        """Start a session for ``user``; returns its id, for the cookie."""
+        sid = secrets.token_urlsafe(32)
+        record = json.dumps({"user": user.id, "mark": self._mark(user)})
+        self.client.set(self._key(sid), record, ex=self.ttl)
+        return sid
+
+    def user(self, session: Session, sid: object) -> User | None:
+        """The user of session ``sid``, or None for an ended, expired or stale one."""
+        if not isinstance(sid, str) or not sid:
+            return None
+        raw = self.client.get(self._key(sid))
+        if raw is None:
+            return None
+        try:
+            record = json.loads(raw)
+            user = session.get(User, int(record["user"]))
+            mark = str(record["mark"])
+        except (ValueError, KeyError, TypeError):
+            user, mark = None, ""
+        if user is None or not hmac.compare_digest(mark, self._mark(user)):
+            self.end(sid)  # the user is gone or changed their password
+            return None
+        return user
+
+    def end(self, sid: object) -> None:
+        """End session ``sid`` (safe to repeat)."""
+        if isinstance(sid, str) and sid:
+            self.client.delete(self._key(sid))

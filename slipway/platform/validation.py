@@ -81,6 +81,28 @@ def config_value(key: str, value: object) -> str:
     return value
 
 
+def config_bytes(config: dict[str, str]) -> int:
+    """The size of a config as its limit counts it: keys and values, in UTF-8."""
+    return sum(len(k.encode()) + len(v.encode()) for k, v in config.items())
+
+
+def config_size(before: dict[str, str], after: dict[str, str], *, max_keys: int,
+                max_bytes: int) -> None:
+    """Refuse a change that leaves a config over its limits, naming the limit.
+
+    A change that does not grow an over-limit measure passes (unsetting always must,
+    and a config made before a limit was lowered can still shrink or be edited).
+    """
+    keys = len(after)
+    if keys > max_keys and keys > len(before):
+        raise InvalidInput(f"Config is limited to {max_keys} keys: this change would make "
+                           f"{keys}", field="config")
+    size = config_bytes(after)
+    if size > max_bytes and size > config_bytes(before):
+        raise InvalidInput(f"Config is limited to {max_bytes} bytes (keys and values "
+                           f"together): this change would make {size}", field="config")
+
+
 def email(value: object) -> str:
     if not isinstance(value, str) or not EMAIL.fullmatch(value.strip()):
         raise InvalidInput("Invalid email address", field="email")

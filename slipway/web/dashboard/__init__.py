@@ -11,16 +11,29 @@ import functools
 import hmac
 import secrets
 
-from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
+import redis
+from flask import (
+    Blueprint,
+    abort,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.exceptions import HTTPException
 
 from slipway.platform.errors import SlipwayError
+from slipway.platform.logstream import connect
 from slipway.platform.models import User
-from slipway.web.app import db_session, limit_body
+from slipway.platform.users import SessionStore
+from slipway.web.app import db_session, limit_body, settings
 
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/dashboard")
 
+SESSIONS_DOWN = "Sign-in is unavailable: Slipway cannot reach Redis, where sessions are kept."
 CSRF_MESSAGE = "This form has expired or lacks its security token: reload the page and try again."
 
 
@@ -49,29 +62,41 @@ def _check_csrf() -> None:
             abort(400, CSRF_MESSAGE)
 
 
+def session_store() -> SessionStore:
+    s = settings()
+    return SessionStore(connect(s.redis_url), s.instance_id, s.resolved_secret_key(),
+                        hours=s.session_hours)
+
+
 def signed_in_user() -> User | None:
-    user_id = session.get("user_id")
-    if user_id is None:
+    """The user of the request's session; the cookie holds only the session's random id."""
+    sid = session.get("sid")
+    if sid is None:
         return None
-    user = db_session().get(User, user_id)
-    # A password change ends the sessions made with the old one.
-    if user is None or session.get("pw") != _password_mark(user):
+    try:
+        user = session_store().user(db_session(), sid)
+    except redis.RedisError:
+        # Sessions live in Redis: without it nobody can be told apart, so nobody gets in.
+        abort(503, SESSIONS_DOWN)
+    if user is None:
         session.clear()
-        return None
     return user
-
-
-def _password_mark(user: User) -> str:
-    return (user.password_hash or "")[-16:]
 
 
 def sign_in(user: User) -> None:
     """Start a fresh session for ``user`` (a new one, so a planted cookie is worthless)."""
+    store = session_store()
+    store.end(session.get("sid"))
     session.clear()
     session.permanent = True
-    session["user_id"] = user.id
-    session["pw"] = _password_mark(user)
+    session["sid"] = store.create(user)
     csrf_token()
+
+
+def sign_out() -> None:
+    """End the request's session on the server, so a copy of its cookie is worthless too."""
+    session_store().end(session.get("sid"))
+    session.clear()
 
 
 def login_required(view):
