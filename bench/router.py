@@ -138,7 +138,8 @@ def start_app(client: docker.DockerClient, settings: Settings, work: Path,
                         log=lambda line: None, timeout=600)
     runtime.ensure_network(client, settings.instance_id, APP, settings.labels)
     spec = runtime.container_spec(
-        instance=settings.instance_id, app=APP, release_id=1, version=1, process="web",
+        instance=settings.instance_id, app=APP, app_name=APP, release_id=1, version=1,
+        process="web",
         image=image, command=plan.processes["web"], env={}, port=PORT,
         memory=settings.container_memory, cpus=settings.container_cpus,
         pids=settings.container_pids, labels=settings.labels, suffix=uuid.uuid4().hex[:6],
@@ -251,7 +252,6 @@ def main() -> None:
         raise SystemExit("wrk is not installed (./install.sh --dev installs it)")
 
     work = Path(tempfile.mkdtemp(prefix="slipway-bench-router-"))
-    work.chmod(0o755)  # nginx workers (nobody, under root) must reach temp/
     run_id = uuid.uuid4().hex[:8]
     settings = Settings(home=work / "home", instance=f"bench{run_id}",
                         labels={BENCH_LABEL: run_id})

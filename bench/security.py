@@ -1,4 +1,4 @@
-"""What the security work costs a request: the token failure limit and the audit log.
+"""What the security work costs: the token failure limit, the audit log, build limits.
 
 Each case is timed against its own baseline in the same run: an authenticated GET
 with the Redis failure check against the same GET with the check left out, and a
@@ -6,7 +6,12 @@ config change that writes an audit event against one that does not. Uses Flask's
 test client on a temporary SQLite database and a private redis-server; prints
 medians, spreads and the ratio to the baseline.
 
-    .venv/bin/python bench/security.py [--rounds 300]
+With ``--builds N`` it also builds the Flask fixture cold (its dependency layer made
+new each time: pip installs from the package index) N times with the build limits
+(SLIPWAY_BUILD_MEMORY, _CPUS, _PIDS at their defaults: the build's own cgroup) and N
+times without, interleaved, on the local Docker engine.
+
+    .venv/bin/python bench/security.py [--rounds 300] [--builds 3]
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ def report(name: str, values: list[float], baseline: list[float] | None = None) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--builds", type=int, default=0,
+                        help="cold builds with and without the build limits (each)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="slipway-bench-security-"))
     proc, redis_url = start_redis(root)
@@ -103,9 +110,47 @@ def main() -> None:
         report("GET /apps with the failure check", limited, unlimited)
         report("PATCH config without an audit event", unaudited)
         report("PATCH config with an audit event", audited, unaudited)
+        if args.builds:
+            bench_build_limits(settings, root, args.builds)
     finally:
         stop_process(proc)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def bench_build_limits(settings, root: Path, rounds: int) -> None:
+    import uuid
+
+    import docker
+
+    from slipway.builder.build import build_image
+    from slipway.builder.detect import detect
+    from slipway.builder.images import resolve_base_image
+    from slipway.platform.builds import build_limits_of
+    from tests.support import TEST_LABEL, TEST_RUN
+
+    client = docker.from_env()
+    source = root / "app"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "tests/fixtures/flask_app", source)
+    requirements = (source / "requirements.txt").read_text()
+    limits = build_limits_of(settings)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for round_ in range(rounds):
+        for limited in ((True, False) if round_ % 2 == 0 else (False, True)):
+            # A new dependency layer: pip installs from the index, as on a first push.
+            (source / "requirements.txt").write_text(f"{requirements}# {uuid.uuid4().hex}\n")
+            plan = detect(source)
+            base, _ = resolve_base_image(client, settings.python_image, plan.runtime_version,
+                                         settings.python_default_version,
+                                         settings.bootstrap_repository)
+            tag = f"slipway-bench/limits:{uuid.uuid4().hex[:8]}"
+            start = time.perf_counter()
+            build_image(client, source, plan, base_image=base, tag=tag,
+                        labels={TEST_LABEL: TEST_RUN}, log=lambda line: None, timeout=600,
+                        limits=limits if limited else None, instance="bench")
+            times[limited].append((time.perf_counter() - start) * 1000)
+            client.images.remove(tag, force=True)
+    report("cold build without limits", times[False])
+    report(f"cold build with limits ({limits.describe()})", times[True], times[False])
 
 
 if __name__ == "__main__":

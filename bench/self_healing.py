@@ -41,7 +41,7 @@ APP = "lazarus"
 
 def web_containers() -> list:
     return docker.from_env().containers.list(filters={"label": [
-        f"slipway.app={APP}", "slipway.process=web", f"{TEST_LABEL}={TEST_RUN}"]})
+        f"slipway.app-name={APP}", "slipway.process=web", f"{TEST_LABEL}={TEST_RUN}"]})
 
 
 def serving(stack: Stack) -> bool:
@@ -70,7 +70,7 @@ def sigkill_process() -> None:
 
 def remove_all() -> None:
     for container in docker.from_env().containers.list(all=True, filters={"label": [
-            f"slipway.app={APP}", f"{TEST_LABEL}={TEST_RUN}"]}):
+            f"slipway.app-name={APP}", f"{TEST_LABEL}={TEST_RUN}"]}):
         container.remove(force=True)
 
 

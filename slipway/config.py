@@ -21,7 +21,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLIPWAY_", extra="ignore")
 
-    # root's home is closed to nginx's unprivileged workers, so root keeps state in /var/lib.
+    # Private (0700): the secret key, the database, certificate keys and backups live
+    # here, and nginx's workers never read it. root keeps it in /var/lib, where a
+    # system service's state belongs, rather than in /root.
     home: Path = Field(
         default_factory=lambda: Path("/var/lib/slipway" if os.geteuid() == 0 else "~/.slipway"),
         description="State directory",
@@ -63,6 +65,14 @@ class Settings(BaseSettings):
 
     # Builds
     build_timeout: int = 900
+    # What one build may use, all of its steps together: memory (bytes, or with a k, m
+    # or g suffix), CPUs and processes. A step past the memory or process limit fails
+    # the build with a message naming the limit.
+    build_memory: str = Field(default="2g", pattern=r"^[0-9]+[kmg]?$")
+    build_cpus: float = Field(default=2.0, gt=0)
+    build_pids: int = Field(default=512, ge=16)
+    # Pushes are refused while the disk of SLIPWAY_HOME (and Docker's) has less free.
+    min_free_disk_mb: int = Field(default=1024, ge=0)
 
     # Self-healing
     # Deploy locks and build heartbeats expire this long after their holder stops
@@ -75,6 +85,12 @@ class Settings(BaseSettings):
     container_memory: str = "512m"
     container_cpus: float = 1.0
     container_pids: int = 256
+    # What an app container may write (Docker sizes: k, m, g): a tmpfs of this size at
+    # /tmp and at /var/tmp (counted in its memory), and this much in its writable layer,
+    # enforced by Docker where the storage driver has quotas, else by reconcile, which
+    # replaces a container over it (see runtime.TMP_SIZE).
+    container_tmp_size: str = Field(default="256m", pattern=r"^[1-9][0-9]*[kmgKMG]?$")
+    container_disk: str = Field(default="1g", pattern=r"^[1-9][0-9]*[kmgKMG]?$")
     # WEB_CONCURRENCY in every app container unless the app's config sets it: gunicorn
     # (and many Node cluster helpers) start that many workers, as on Heroku.
     web_concurrency: int = Field(default=2, ge=1, le=64)
@@ -100,6 +116,10 @@ class Settings(BaseSettings):
     release_timeout: int = 600
     # Images of the newest this-many releases are kept (and always the current and previous).
     keep_releases: int = 5
+    # Config vars per app: at most this many keys and bytes (keys and values together),
+    # well under what a process environment holds (Heroku allows 32 KiB).
+    config_max_keys: int = Field(default=1000, ge=1)
+    config_max_bytes: int = Field(default=32 * 1024, ge=1)
     # `slipway run` containers are killed after this many seconds.
     run_timeout: int = 3600
     # Let an app whose image runs as root (its own Dockerfile without USER) run as root;
@@ -167,6 +187,9 @@ class Settings(BaseSettings):
     # Failed sign-ins per IP address and email before further tries wait out the window.
     login_max_failures: int = 5
     login_window_seconds: int = 300
+    # Failed sign-ins per IP address across all emails in the same window (one password
+    # tried against many accounts).
+    login_max_failures_per_address: int = Field(default=20, ge=1)
     # Requests with a wrong API token (API and git) per client address; beyond them every
     # token from that address is refused with 429 until the window ends.
     auth_max_failures: int = 20
@@ -220,8 +243,22 @@ class Settings(BaseSettings):
         return self.home / "certs"
 
     def ensure_home(self) -> None:
-        for path in (self.home, self.repos_dir, self.builds_dir, self.router_dir):
-            path.mkdir(parents=True, exist_ok=True)
+        """Make SLIPWAY_HOME and its directories, private to this user: the home is
+        made (or tightened to) 0700, and the SQLite database 0600 before SQLite
+        creates it with the umask's mode. Raises PermissionError when the home is
+        another user's."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.home.stat().st_uid != os.geteuid():
+            raise PermissionError(f"SLIPWAY_HOME {self.home} belongs to uid "
+                                  f"{self.home.stat().st_uid}, not to this user "
+                                  f"(uid {os.geteuid()}): run Slipway as its owner")
+        self.home.chmod(0o700)
+        for path in (self.repos_dir, self.builds_dir, self.router_dir):
+            path.mkdir(mode=0o700, exist_ok=True)
+        if self.database_url is None:
+            database = self.home / "slipway.db"
+            database.touch(mode=0o600)
+            database.chmod(0o600)
 
     def resolved_secret_key(self) -> str:
         """The secret key: from the environment, else generated once into SLIPWAY_HOME (0600)."""

@@ -268,13 +268,13 @@ def test_build_page_shows_the_log_and_streams_a_running_build(web, accounts, das
         app = app_service.create_app(session, ada, "shop")
         build = build_service.create_build(session, app, commit="a" * 40, user_id=ada.id)
         build.log = "-----> <script>alert(1)</script>\n"
-        build_id = build.id
+        build_id, app_uid = build.id, app.uid
     client = signed_in(web, "ada@example.com")
     page = client.get(f"/apps/shop/builds/{build_id}").data
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in page and b"<script>alert" not in page
     assert f'data-stream="/apps/shop/builds/{build_id}/stream"'.encode() in page  # pending: live
 
-    log = LogWriter(connect(dash_settings.redis_url), build_log_key(build_id))
+    log = LogWriter(connect(dash_settings.redis_url), build_log_key(app_uid, build_id))
     log.step("Building image")
     log("two\nlines")
     log.close("succeeded")

@@ -37,6 +37,11 @@ def _app_with_build(settings, status: BuildStatus, commit: str = "a" * 40) -> in
         return build.id
 
 
+def _log_key(settings, build_id: int) -> str:
+    with session_scope(settings.database) as session:
+        return build_log_key(session.get(Build, build_id).app.uid, build_id)
+
+
 def test_a_held_lock_outlives_its_ttl_and_frees_soon_after_its_holder_is_killed(
         lease_settings, redis_url):
     client = connect(redis_url)
@@ -78,8 +83,9 @@ def test_a_held_lock_outlives_its_ttl_and_frees_soon_after_its_holder_is_killed(
 def test_a_build_whose_worker_died_is_failed_and_its_log_ended(lease_settings, redis_url):
     client = connect(redis_url)
     build_id = _app_with_build(lease_settings, BuildStatus.BUILDING)
-    client.delete(build_log_key(build_id))
-    client.xadd(build_log_key(build_id), {"line": "-----> Building image"})
+    key = _log_key(lease_settings, build_id)
+    client.delete(key)
+    client.xadd(key, {"line": "-----> Building image"})
     with session_scope(lease_settings.database) as session:
         assert builds.fail_stale_builds(lease_settings, session, client) == [build_id]
     with session_scope(lease_settings.database) as session:
@@ -88,7 +94,7 @@ def test_a_build_whose_worker_died_is_failed_and_its_log_ended(lease_settings, r
         assert build.error == "The worker stopped during the build; push again"
         assert build.finished_at is not None
         assert build.log.startswith("-----> Building image\n !     The worker stopped")
-    entries = [fields for _, fields in client.xrange(build_log_key(build_id))]
+    entries = [fields for _, fields in client.xrange(key)]
     assert entries[-1] == {"end": "failed"}
     assert entries[-2] == {"line": " !     Push rejected: the running release keeps serving"}
     with session_scope(lease_settings.database) as session:  # safe to run twice
@@ -122,7 +128,7 @@ def test_a_push_that_waited_while_another_deployed_is_rejected(lease_settings, r
         waiting = session.get(Build, waiting_id)
         other = builds.create_build(session, waiting.app, commit=first, user_id=None)
         other.status, other.finished_at = BuildStatus.SUCCEEDED, utcnow()
-    client.delete(build_log_key(waiting_id))
+    client.delete(_log_key(lease_settings, waiting_id))
     assert builds.run_build(lease_settings, client, waiting_id, base) == []
     with session_scope(lease_settings.database) as session:
         build = session.get(Build, waiting_id)

@@ -35,6 +35,7 @@ from docker.utils import exclude_paths
 
 from slipway.builder.detect import read_source_file
 from slipway.builder.dockerfile import render_dockerfile, render_node_dockerfile
+from slipway.builder.limits import Limits, build_limits
 from slipway.builder.plan import BuildError, BuildPlan
 
 # Where the rendered Dockerfile sits in the context. The generated
@@ -67,6 +68,8 @@ def build_image(
     labels: dict[str, str],
     log: Callable[[str], None],
     timeout: float,
+    limits: Limits | None = None,
+    instance: str = "",
 ) -> str:
     """Build ``source_dir`` as ``plan`` says, tag it ``tag``; return the image id.
 
@@ -76,7 +79,9 @@ def build_image(
     comes. Raises BuildError for a failed build (with its last lines of
     output), a build that takes longer than ``timeout`` seconds ("Build timed
     out after N s"), or a Docker engine that cannot be reached; intermediate
-    containers are removed either way.
+    containers are removed either way. With ``limits`` the steps run confined
+    (see ``limits.build_limits``; ``instance`` names their cgroup), and a build
+    that fails at a limit says which.
     """
     params: dict[str, Any] = {"t": tag, "rm": "1", "forcerm": "1", "pull": "0", "q": "0"}
     if plan.stack in ("python", "node"):
@@ -99,7 +104,24 @@ def build_image(
     else:
         raise BuildError(f"Slipway cannot build a {plan.stack} app yet")
     with context:
-        return _run_build(client, context, params, log, timeout)
+        if limits is None:
+            return _run_build(client, context, params, log, timeout)
+        driver = str(client.info().get("CgroupDriver", ""))
+        with build_limits(limits, instance, driver) as confined:
+            if confined.note:
+                log(f"       {confined.note}")
+            try:
+                return _run_build(client, context, {**params, **confined.params}, log, timeout)
+            except BuildError as exc:
+                reached = confined.reached(limits)
+                # Memory at the limit may be page cache the kernel took back: it failed
+                # the step only if the step was killed.
+                if "returned a non-zero code: 137" not in exc.message:
+                    reached.pop("memory", None)
+                if not reached:
+                    raise
+                raise BuildError(f"The build ran into {' and '.join(reached.values())}\n"
+                                 + exc.message) from None
 
 
 def build_context(

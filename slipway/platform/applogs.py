@@ -57,8 +57,9 @@ def app_log_lines(
     tail: int, follow: bool,
     max_line_bytes: int, max_lines_per_second: int, idle_seconds: float = 15.0,
 ) -> Iterator[str]:
-    """Lines (without newline) from the running process containers of ``app``'s release
-    ``release_id`` (none when it is None): "<timestamp> <process>.<id>: text".
+    """Lines (without newline) from the running process containers of release
+    ``release_id`` (none when it is None) of the app whose uid is ``app``:
+    "<timestamp> <process>.<id>: text".
 
     Without ``follow``, the last ``tail`` lines of each container, oldest first. With
     ``follow``, a never-ending stream; yields "" every ``idle_seconds`` without output

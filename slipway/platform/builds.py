@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 import shutil
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
+import docker
 import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.builder.appjson import read_healthchecks
 from slipway.builder.build import build_image
-from slipway.builder.detect import detect
+from slipway.builder.detect import detect, read_source_file
+from slipway.builder.image_refs import image_references, refused_reference
 from slipway.builder.images import resolve_base_image
+from slipway.builder.limits import Limits, parse_size
 from slipway.builder.plan import BuildError
+from slipway.builder.unpack import unpack_source
 from slipway.config import Settings
 from slipway.platform import audit, healthchecks, leases, runtime
 from slipway.platform.apps import app_url
@@ -55,31 +60,13 @@ def get_build(session: Session, app: App, build_id: int) -> Build:
     return build
 
 
-def source_archive(settings: Settings, build_id: int) -> Path:
-    return settings.builds_dir / f"{build_id}.tar"
+def source_archive(settings: Settings, build: Build) -> Path:
+    return settings.builds_dir / f"{build.app.uid}-{build.id}.tar"
 
 
-def extract_source(archive_path: Path, dest: Path) -> None:
-    """Unpack a pushed revision, refusing anything that would land outside ``dest``.
-
-    Raises BuildError naming the first unsafe entry. (tarfile's own "data" filter
-    is missing from the Python 3.11.2 that Debian bookworm ships.)
-    """
-    root = dest.resolve()
-    with tarfile.open(archive_path) as archive:
-        members = archive.getmembers()
-        for member in members:
-            target = (root / member.name).resolve()
-            unsafe = not target.is_relative_to(root) or not (
-                member.isfile() or member.isdir() or member.issym()
-            )
-            if member.issym():
-                link = (target.parent / member.linkname).resolve()
-                unsafe = unsafe or not link.is_relative_to(root)
-            if unsafe:
-                raise BuildError(f"Refusing to unpack {member.name!r}: it points outside the app")
-            member.mode = (member.mode | 0o600) & 0o777  # no setuid bits; readable by us
-        archive.extractall(root, members=members)
+def build_limits_of(settings: Settings) -> Limits:
+    return Limits(memory=parse_size(settings.build_memory), cpus=settings.build_cpus,
+                  pids=settings.build_pids)
 
 
 def run_build(
@@ -97,11 +84,11 @@ def run_build(
     Returns the ids of the containers the new release replaced, for the caller to
     retire.
     """
-    log = LogWriter(redis_client, build_log_key(build_id))
     with session_scope(settings.database) as session:
         build = session.get(Build, build_id)
         if build is None or build.status in (BuildStatus.SUCCEEDED, BuildStatus.FAILED):
             return []
+        log = LogWriter(redis_client, build_log_key(build.app.uid, build.id))
         if build.status == BuildStatus.BUILDING:
             _fail_if_dead(settings, session, redis_client, build)
             return []  # or another worker runs it now
@@ -135,10 +122,13 @@ def _run(
                 f"Another push to {app.name} deployed {landed.commit[:8]} while this one "
                 "waited: pull, merge and push again")
         started = time.monotonic()
-        extract_source(source_archive(settings, build.id), workdir)
+        client = runtime.docker_client()
+        if (low_disk := low_disk_message(settings, docker_root(client))) is not None:
+            raise SlipwayError(low_disk)
+        unpack_source(source_archive(settings, build), workdir,
+                      max_bytes=settings.max_push_bytes)
         plan = detect(workdir)
         declared_checks, check_notes = read_healthchecks(workdir)
-        client = runtime.docker_client()
         log.step(f"{STACK_NAMES.get(plan.stack, plan.stack)} app detected")
         for note in (*plan.notes, *check_notes):
             log(f"       {note}")
@@ -154,12 +144,17 @@ def _run(
             )
             for note in notes:
                 log(f"       {note}")
+        if plan.stack == "dockerfile":
+            _check_dockerfile_images(settings, client, app, workdir)
         log.step("Building image")
-        tag = f"slipway-app/{app.name}:{settings.instance_id}-{build.id}"
-        labels = runtime.object_labels(settings.instance_id, app.name, settings.labels)
+        # Nothing in the tag another tenant could guess: builds may only start from
+        # their own app's images, and those are found by label, not by this name.
+        tag = f"slipway-app/{app.uid}:{secrets.token_hex(8)}"
+        labels = runtime.object_labels(settings.instance_id, app.uid, settings.labels)
         image_id = build_image(
             client, workdir, plan, base_image=base_image or "", tag=tag, labels=labels,
-            log=log, timeout=settings.build_timeout,
+            log=log, timeout=settings.build_timeout, limits=build_limits_of(settings),
+            instance=settings.instance_id,
         )
         timings["build"] = time.monotonic() - started
         if runtime.run_as(client, image_id, settings.allow_root):
@@ -199,7 +194,7 @@ def _run(
         _failed(build, log, f"Internal error during the build: {type(exc).__name__}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        source_archive(settings, build.id).unlink(missing_ok=True)
+        source_archive(settings, build).unlink(missing_ok=True)
         build.timings = {k: round(v, 3) for k, v in timings.items()}
         build.finished_at = utcnow()
         build.log = log.text
@@ -209,6 +204,58 @@ def _run(
             lock.release()
         log.close(build.status)
     return old
+
+
+def low_disk_message(settings: Settings, *more: Path | None) -> str | None:
+    """Why no build can be taken now, when the disk of SLIPWAY_HOME (or of ``more``
+    paths, such as Docker's data) has less than SLIPWAY_MIN_FREE_DISK_MB free."""
+    settings.builds_dir.mkdir(parents=True, exist_ok=True)
+    need = settings.min_free_disk_mb * 1024 * 1024
+    for path in (settings.builds_dir, *more):
+        if path is None or not path.is_dir():
+            continue
+        free = shutil.disk_usage(path).free
+        if free < need:
+            return (f"The Slipway host has {free / 2**20:.0f} MB of disk free "
+                    f"in {path}, less than the {settings.min_free_disk_mb} MB a build needs "
+                    "(SLIPWAY_MIN_FREE_DISK_MB)")
+    return None
+
+
+def docker_root(client: docker.DockerClient) -> Path | None:
+    """Where the Docker engine keeps images, when it is on this host's filesystem."""
+    try:
+        root = client.info().get("DockerRootDir")
+    except docker.errors.DockerException:
+        return None
+    return Path(root) if root else None
+
+
+def base_image_patterns(settings: Settings) -> list[re.Pattern[str]]:
+    """What the configured base images look like: the bootstrap repository's images and
+    the Python and Node templates, any version."""
+    patterns = [re.compile(re.escape(settings.bootstrap_repository) + r"/[^/]+")]
+    for template in (settings.python_image, settings.node_image):
+        patterns.append(re.compile(
+            re.escape(template).replace(re.escape("{version}"), r"[0-9][0-9.]*")))
+    return patterns
+
+
+def _check_dockerfile_images(
+    settings: Settings, client: docker.DockerClient, app: App, workdir: Path,
+) -> None:
+    """Refuse an app's own Dockerfile that names an image of this host it may not read
+    (another app's), before anything is built."""
+    own = runtime.object_labels(settings.instance_id, app.uid, {})
+    patterns = base_image_patterns(settings)
+    for ref in image_references(read_source_file(workdir, "Dockerfile") or ""):
+        why = refused_reference(client, ref.reference, own_labels=own, base_patterns=patterns,
+                                app_label=runtime.LABEL_APP)
+        if why is not None:
+            raise BuildError(
+                f"Dockerfile line {ref.line}: {ref.instruction} {ref.reference} is refused: "
+                f"{why}. A build can start from the base images, images from a registry and "
+                "this app's own images")
 
 
 def _landed_meanwhile(session: Session, build: Build, base: str | None) -> Build | None:
@@ -237,7 +284,7 @@ INTERRUPTED = "The worker stopped during the build; push again"
 
 def fail_interrupted(session: Session, redis_client: redis.Redis, build: Build) -> None:
     """Mark a build whose worker died failed and end its log, so its pusher hears it."""
-    key = build_log_key(build.id)
+    key = build_log_key(build.app.uid, build.id)
     lines = [fields["line"] for _, fields in redis_client.xrange(key) if "line" in fields]
     log = LogWriter(redis_client, key)
     log.lines = lines

@@ -38,7 +38,8 @@ def process_spec(
     """The container spec of one process of ``release`` with this installation's limits."""
     return runtime.container_spec(
         instance=settings.instance_id,
-        app=release.app.name,
+        app=release.app.uid,
+        app_name=release.app.name,
         release_id=release.id,
         version=release.version,
         process=process,
@@ -52,6 +53,8 @@ def process_spec(
         labels=settings.labels,
         suffix=secrets.token_hex(3),
         user=runtime.run_as(runtime.docker_client(), release.image, settings.allow_root),
+        tmp_size=settings.container_tmp_size,
+        disk=settings.container_disk,
     )
 
 
@@ -159,7 +162,7 @@ def deploy_release(
     release.status = ReleaseStatus.DEPLOYING
     session.commit()
 
-    runtime.ensure_network(client, settings.instance_id, app.name, settings.labels)
+    runtime.ensure_network(client, settings.instance_id, app.uid, settings.labels)
     # Attached capsules: their URLs in the environment, their networks joined.
     env = {**release_config(settings.resolved_secret_key(), release),
            **capsules.capsule_env(session, settings, app)}
@@ -178,7 +181,7 @@ def deploy_release(
 
     previous_release_id = app.current_release_id
     new_ids = set(new)
-    old = [c["Id"] for c in runtime.app_containers(client, settings.instance_id, app.name, all=True)
+    old = [c["Id"] for c in runtime.app_containers(client, settings.instance_id, app.uid, all=True)
            if c["Id"] not in new_ids
            and c["Labels"].get(runtime.LABEL_PROCESS) not in runtime.ONE_OFF_PROCESSES]
     app.current_release_id = release.id
@@ -219,7 +222,7 @@ def apply_formation(
         return []
     client = runtime.docker_client()
     actual: dict[str, list[str]] = {}
-    for c in sorted(runtime.app_containers(client, settings.instance_id, app.name, all=True),
+    for c in sorted(runtime.app_containers(client, settings.instance_id, app.uid, all=True),
                     key=lambda c: c["Created"]):
         ptype = c["Labels"].get(runtime.LABEL_PROCESS, "")
         if c["Labels"].get(runtime.LABEL_RELEASE) == str(release.id) and \
@@ -229,7 +232,7 @@ def apply_formation(
     plan = formation.plan_scale(desired, actual, replace)
     env = {**release_config(settings.resolved_secret_key(), release),
            **capsules.capsule_env(session, settings, app)}
-    runtime.ensure_network(client, settings.instance_id, app.name, settings.labels)
+    runtime.ensure_network(client, settings.instance_id, app.uid, settings.labels)
     start_processes(client, settings, release, env, plan.start,
                     capsules.capsule_networks(session, settings, app))
     try:

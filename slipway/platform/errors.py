@@ -59,6 +59,11 @@ class TooLarge(SlipwayError):
     status = 413
 
 
+class InsufficientStorage(SlipwayError):
+    code = "insufficient_storage"
+    status = 507
+
+
 class UnsupportedMediaType(SlipwayError):
     code = "unsupported_media_type"
     status = 415

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 
+import docker
+from docker.errors import APIError, DockerException, NotFound
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
@@ -27,7 +30,8 @@ def release_config_change(
     from slipway.platform import tasks  # tasks import the whole deploy path
 
     secret_key = settings.resolved_secret_key()
-    config = config_vars.apply_changes(session, secret_key, app, changes)
+    config = config_vars.apply_changes(session, secret_key, app, changes,
+                                       limits=config_vars.ConfigLimits.of(settings))
     current = app.current_release
     release = None
     if current is not None:
@@ -54,15 +58,19 @@ def release_config_change(
 
 
 def destroy_app(session: Session, settings: Settings, app: App, *, actor: User | None) -> None:
-    """Remove an app: its containers, route, network, images, repository and rows.
+    """Remove an app: its rows, then its containers, route, network, images and repository.
 
-    Under the app's deploy lock, which deploys and reconcile converge it under:
-    a reconcile pass that began before the row went would otherwise start
-    containers on the network being removed. Waits for a deploy in progress.
+    The rows go first, under the app's deploy lock, which deploys and reconcile
+    converge it under (a reconcile pass that began before the row went would
+    otherwise start containers on the network being removed); waits for a deploy
+    in progress. What Docker will not remove now (an image in use, a container
+    another pass is removing) stays behind under the app's uid, which no other
+    app ever has, and reconcile removes it later (``remove_leftovers``): so this
+    never fails for Docker's races or refusals.
     """
     client = runtime.docker_client()
     redis_client = connect(settings.redis_url)
-    name = app.name
+    name, uid = app.name, app.uid
     with app_lock(redis_client, settings, name):
         audit.record(session, actor, "app.destroy", target_kind="app", target_name=name,
                      app=app)
@@ -70,15 +78,67 @@ def destroy_app(session: Session, settings: Settings, app: App, *, actor: User |
         session.commit()
         session.delete(app)
         session.commit()
-        for container in runtime.app_containers(client, settings.instance_id, name, all=True):
-            runtime.remove(client, container["Id"], stop_timeout=settings.stop_timeout)
+        try:
+            for container in runtime.app_containers(client, settings.instance_id, uid, all=True):
+                runtime.remove(client, container["Id"], stop_timeout=settings.stop_timeout)
+        except DockerException as exc:
+            logger.warning("containers of %s left for reconcile: %s", name, runtime.explain(exc))
     try:
         routing.sync_routes(session, client, redis_client, settings)
     except RouterError as exc:
         logger.warning("route removal for %s not confirmed: %s", name, exc.message)
-    for network in client.networks.list(names=[runtime.network_name(settings.instance_id, name)]):
-        network.remove()
-    labels = runtime.object_labels(settings.instance_id, name, {})
-    for image in client.images.list(filters={"label": [f"{k}={v}" for k, v in labels.items()]}):
-        client.images.remove(image.id, force=True)
-    repos.delete_repo(settings.repos_dir, name)
+    repos.delete_repo(settings.repos_dir, uid)
+    try:
+        _remove_docker_objects(client, settings, {uid})
+    except DockerException as exc:
+        logger.warning("Docker objects of %s left for reconcile: %s", name, runtime.explain(exc))
+
+
+def remove_leftovers(session: Session, settings: Settings, client: docker.DockerClient) -> None:
+    """Remove what destroyed apps left behind: networks, images and repositories whose
+    uid no app has.
+
+    They are listed before the apps are read, so what an app made after it was created
+    is never taken for a leftover. Errors are logged; the next pass tries again.
+    """
+    try:
+        listed = _app_uids_of(client.api.networks(filters={"label": _app_filter(settings)}))
+        listed |= _app_uids_of(client.api.images(filters={"label": _app_filter(settings)}))
+    except DockerException as exc:
+        logger.warning("could not list Docker objects: %s", runtime.explain(exc))
+        return
+    repositories = {path.name.removesuffix(".git") for path in settings.repos_dir.glob("*.git")}
+    session.commit()  # a new transaction: every app created until now
+    known = set(session.scalars(select(App.uid)))
+    for uid in repositories - known:
+        logger.info("removing the repository of a destroyed app (%s)", uid)
+        repos.delete_repo(settings.repos_dir, uid)
+    if listed - known:
+        try:
+            _remove_docker_objects(client, settings, listed - known)
+        except DockerException as exc:
+            logger.warning("leftovers stay until the next pass: %s", runtime.explain(exc))
+
+
+def _app_filter(settings: Settings) -> list[str]:
+    return [f"{runtime.LABEL_INSTANCE}={settings.instance_id}", runtime.LABEL_APP]
+
+
+def _app_uids_of(objects: list[dict]) -> set[str]:
+    return {(obj.get("Labels") or {}).get(runtime.LABEL_APP, "") for obj in objects} - {""}
+
+
+def _remove_docker_objects(client: docker.DockerClient, settings: Settings, uids: set[str]) -> None:
+    """Remove the networks and images of the apps ``uids``, as far as Docker lets it now."""
+    for uid in sorted(uids):
+        owned = runtime.object_labels(settings.instance_id, uid, {})
+        labels = [f"{key}={value}" for key, value in owned.items()]
+        for network in client.api.networks(filters={"label": labels}):
+            try:
+                client.api.remove_network(network["Id"])
+            except (NotFound, APIError) as exc:  # still in use: next pass
+                logger.info("network %s stays for now: %s", network["Name"],
+                            runtime.explain(exc))
+        for image in client.api.images(filters={"label": labels}):
+            if not runtime.remove_image(client, image["Id"]):
+                logger.info("image %s of a destroyed app stays for now (in use)", image["Id"])

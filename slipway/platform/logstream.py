@@ -19,8 +19,10 @@ def connect(url: str) -> redis.Redis:
                                 socket_timeout=60, socket_connect_timeout=5)
 
 
-def build_log_key(build_id: int) -> str:
-    return f"slipway:log:build:{build_id}"
+def build_log_key(app_uid: str, build_id: int) -> str:
+    """The stream of one build's log. Keyed by the app's uid too: a build id can come
+    back (SQLite reuses the ids of deleted rows), an app's uid never does."""
+    return f"slipway:log:build:{app_uid}:{build_id}"
 
 
 class LogWriter:

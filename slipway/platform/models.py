@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import secrets
 
 from sqlalchemy import (
     JSON,
@@ -66,6 +67,11 @@ class App(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(30), unique=True)
+    # Keys the app's repository, build logs and Docker objects (labels, network, image
+    # tags). Random and never reused: an app made again under a destroyed app's name
+    # never sees what the old one left behind. Apps older than it have their name.
+    uid: Mapped[str] = mapped_column(String(32), unique=True,
+                                     default=lambda: secrets.token_hex(16))
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # The release that serves traffic; None until the first deploy succeeds.

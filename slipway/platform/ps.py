@@ -6,7 +6,9 @@ Each takes the app's deploy lock, so it never races a push or another change.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import redis
@@ -17,6 +19,7 @@ from slipway.config import Settings
 from slipway.platform import audit, capsules, config_vars, formation, releases, runtime
 from slipway.platform.deploy import app_lock, apply_formation, deploy_release, process_spec
 from slipway.platform.errors import DeployFailed, InvalidInput, NotFound
+from slipway.platform.logstream import connect
 from slipway.platform.models import App, Release, User
 
 MAX_ARGV = 256
@@ -32,6 +35,10 @@ CRASH_WINDOW = dt.timedelta(seconds=30)
 CRASH_LOG_LINES = 20
 CRASH_LOG_LINE_CHARS = 500
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Containers reconcile removed for writing more than SLIPWAY_CONTAINER_DISK are gone
+# from Docker: `ps` shows the last few per app for an hour, with the reason.
+OVER_DISK_KEEP = 5
+OVER_DISK_TTL = 3600
 
 
 def is_crashed(state: Mapping, restarts: int, now: dt.datetime) -> bool:
@@ -81,17 +88,61 @@ def crashed_containers(client, containers: Iterable[dict]) -> set[str]:
     return crashed
 
 
+def _over_disk_key(settings: Settings, app: str) -> str:
+    return f"slipway:{settings.instance_id}:over-disk:{app}"
+
+
+def record_over_disk(
+    redis_client: redis.Redis, settings: Settings, container: Mapping, reason: str,
+) -> None:
+    """Note that ``container`` (as ``runtime.app_containers`` lists it) was removed for
+    ``reason``, for ``list_processes`` to show."""
+    labels = container["Labels"]
+    key = _over_disk_key(settings, labels.get(runtime.LABEL_APP, ""))
+    entry = {"type": labels.get(runtime.LABEL_PROCESS, ""),
+             "name": container["Names"][0].lstrip("/") if container.get("Names")
+             else container["Id"][:12],
+             "release_id": labels.get(runtime.LABEL_RELEASE, ""),
+             "created": container["Created"], "removed": time.time(), "reason": reason}
+    with redis_client.pipeline() as pipe:
+        pipe.lpush(key, json.dumps(entry))
+        pipe.ltrim(key, 0, OVER_DISK_KEEP - 1)
+        pipe.expire(key, OVER_DISK_TTL)
+        pipe.execute()
+
+
+def removed_over_disk(
+    redis_client: redis.Redis, settings: Settings, app: str, versions: Mapping[str, int],
+) -> list[dict]:
+    """``list_processes`` rows of the app's containers removed by ``record_over_disk``:
+    state ``exited``, the reason in ``status``."""
+    rows = []
+    for raw in redis_client.lrange(_over_disk_key(settings, app), 0, OVER_DISK_KEEP - 1):
+        entry = json.loads(raw)
+        removed = dt.datetime.fromtimestamp(entry["removed"], dt.UTC)
+        rows.append({
+            "type": entry["type"], "name": entry["name"], "state": "exited",
+            "status": f"Removed {removed:%Y-%m-%d %H:%M:%S} UTC: {entry['reason']}",
+            "release": versions.get(entry["release_id"]),
+            "created_at": dt.datetime.fromtimestamp(entry["created"], dt.UTC).isoformat(),
+            "restarts": 0, "exit_code": None, "last_logs": [],
+        })
+    return rows
+
+
 def list_processes(session: Session, settings: Settings, app: App) -> list[dict]:
     """The app's containers as Docker reports them: type, name, state, release version.
 
-    A process in a crash loop has state ``crashed`` and its last log lines.
+    A process in a crash loop has state ``crashed`` and its last log lines; one that
+    reconcile removed for writing too much (``record_over_disk``) shows for an hour
+    as ``exited``, with the reason.
     """
     client = runtime.docker_client()
     versions = {str(rid): v for rid, v in session.execute(
         select(Release.id, Release.version).where(Release.app_id == app.id))}
     now = dt.datetime.now(dt.UTC)
     rows = []
-    for c in runtime.app_containers(client, settings.instance_id, app.name, all=True):
+    for c in runtime.app_containers(client, settings.instance_id, app.uid, all=True):
         labels = c["Labels"]
         info = runtime.inspect(client, c["Id"])
         if info is None:
@@ -113,6 +164,10 @@ def list_processes(session: Session, settings: Settings, app: App) -> list[dict]
             "last_logs": safe_lines(runtime.raw_logs(client, c["Id"], CRASH_LOG_LINES) or b"")
             if crashed else [],
         })
+    try:
+        rows += removed_over_disk(connect(settings.redis_url), settings, app.uid, versions)
+    except redis.RedisError:
+        pass  # Docker's own view still answers
     return sorted(rows, key=lambda r: (r["type"] != "web", r["type"], r["name"]))
 
 
@@ -227,7 +282,7 @@ def run(settings: Settings, app: App, command: object) -> Iterator[bytes | int]:
     if not runtime.image_exists(client, release.image):
         raise InvalidInput(f"The image of v{release.version} is gone: push again",
                            field="command")
-    runtime.ensure_network(client, settings.instance_id, app.name, settings.labels)
+    runtime.ensure_network(client, settings.instance_id, app.uid, settings.labels)
     # Attached capsules too, as in the app's own containers (e.g. `run -- python migrate.py`).
     session = object_session(app)
     env = {**releases.release_config(settings.resolved_secret_key(), release),
@@ -303,7 +358,7 @@ def rollback(
         wanted = releases.release_config(secret_key, release)
         changes: dict[str, str | None] = {
             **dict.fromkeys(config_vars.get_config(secret_key, app)), **wanted}
-        config_vars.apply_changes(session, secret_key, app, changes)
+        config_vars.apply_changes(session, secret_key, app, changes, limits=None)
         session.commit()
     return release, old
 

@@ -11,10 +11,12 @@ deploy lock is free (a deploy in progress converges the app itself):
 - containers a dead deploy left behind (of a release that never became current)
   go, and its release is marked failed;
 
-and for the whole installation: containers of deleted apps go, builds whose worker
-died are failed, and the route table is published again when it differs from what
-Docker runs (a restarted container gets a new port), without web containers that
-are being retired or are in a crash loop and do not answer HTTP.
+and for the whole installation: containers that wrote more than SLIPWAY_CONTAINER_DISK
+to their writable layer go first (replaced as above); containers, networks, images
+and repositories of deleted apps go (what their destroy could not remove); builds
+whose worker died are failed; and the route table is published again when it
+differs from what Docker runs (a restarted container gets a new port), without web
+containers that are being retired or are in a crash loop and do not answer HTTP.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-from slipway.platform import builds, formation, routing, runtime
+from slipway.platform import builds, formation, lifecycle, routing, runtime
 from slipway.platform.db import session_scope
 from slipway.platform.deploy import app_lock, apply_formation
 from slipway.platform.errors import SlipwayError
@@ -37,7 +39,7 @@ from slipway.platform.healthchecks import HealthCheck, default_check
 from slipway.platform.leases import LeasedLock
 from slipway.platform.logstream import connect
 from slipway.platform.models import App, Release, ReleaseStatus
-from slipway.platform.ps import crashed_containers, retiring
+from slipway.platform.ps import crashed_containers, record_over_disk, retiring
 from slipway.router.errors import RouterError
 from slipway.router.nginx import validate_routes
 from slipway.router.routes import ROUTES_KEY, Route, RouteTable
@@ -74,7 +76,8 @@ def reconcile(settings: Settings) -> None:
 def _reconcile(session: Session, settings: Settings, redis_client: redis.Redis) -> None:
     client = runtime.docker_client()
     builds.fail_stale_builds(settings, session, redis_client)
-    apps = {app.name: app for app in session.scalars(select(App))}
+    remove_over_disk(client, settings, redis_client)  # first: converge_app replaces them
+    apps = {app.uid: app for app in session.scalars(select(App))}
     now = time.time()
     for container in runtime.app_containers(client, settings.instance_id, all=True):
         labels = container["Labels"]
@@ -84,6 +87,7 @@ def _reconcile(session: Session, settings: Settings, redis_client: redis.Redis) 
         if app is None or (not current and now - container["Created"] > STALE_AFTER):
             logger.info("removing orphan container %s", container["Names"])
             runtime.remove(client, container["Id"], stop_timeout=settings.stop_timeout)
+    lifecycle.remove_leftovers(session, settings, client)
 
     for app in apps.values():
         if app.current_release_id is None or _waiting(redis_client, settings, app.name):
@@ -119,6 +123,34 @@ def _reconcile(session: Session, settings: Settings, redis_client: redis.Redis) 
         logger.warning("route sync failed: %s", exc.message)
 
 
+def remove_over_disk(
+    client: docker.DockerClient, settings: Settings, redis_client: redis.Redis,
+) -> list[str]:
+    """Remove running containers whose writable layer holds more than
+    SLIPWAY_CONTAINER_DISK; returns their ids.
+
+    The fallback where Docker cannot cap the layer itself (overlay2 over ext4, see
+    runtime.TMP_SIZE): the app alone loses that process, as with an OOM kill, and
+    ``converge_app`` starts a new one with an empty layer. A one-off (release phase,
+    ``slipway run``) is killed, so it ends with status 137. Bounded in time, not bytes:
+    between two passes a container can write past the limit at the disk's speed.
+    """
+    limit = runtime.size_bytes(settings.container_disk)
+    reason = f"wrote more than {runtime.describe_size(settings.container_disk)} to its " \
+             f"filesystem (SLIPWAY_CONTAINER_DISK)"
+    removed = []
+    for c in runtime.over_disk_limit(client, settings.instance_id, limit):
+        logger.warning("container %s %s (%d bytes): removing it", c["Names"], reason,
+                       c.get("SizeRw", 0))
+        if c["Labels"].get(runtime.LABEL_PROCESS) in runtime.ONE_OFF_PROCESSES:
+            runtime.kill(client, c["Id"])  # whoever runs it removes it and reports the exit
+        else:
+            runtime.remove(client, c["Id"], stop_timeout=0)
+        record_over_disk(redis_client, settings, c, reason)
+        removed.append(c["Id"])
+    return removed
+
+
 def converge_app(
     session: Session, settings: Settings, redis_client: redis.Redis,
     client: docker.DockerClient, app: App,
@@ -132,7 +164,7 @@ def converge_app(
     if release is None:
         return False
     changed = _clear_dead_deploys(session, settings, client, app)
-    listed = runtime.app_containers(client, settings.instance_id, app.name, all=True)
+    listed = runtime.app_containers(client, settings.instance_id, app.uid, all=True)
     # Replaced by a restart or scale-down, out of the route: a retire task stops them.
     leaving = retiring(redis_client, settings, [c["Id"] for c in listed])
     actual: dict[str, list[str]] = {}
@@ -179,7 +211,7 @@ def _clear_dead_deploys(
     session.commit()
     never_current = {str(rid) for rid in session.scalars(select(Release.id).where(
         Release.app_id == app.id, Release.status == ReleaseStatus.FAILED))}
-    for c in runtime.app_containers(client, settings.instance_id, app.name, all=True):
+    for c in runtime.app_containers(client, settings.instance_id, app.uid, all=True):
         if c["Labels"].get(runtime.LABEL_RELEASE) in never_current:
             logger.info("removing container %s of a failed deploy", c["Names"])
             runtime.remove(client, c["Id"], stop_timeout=0)

@@ -29,24 +29,26 @@ def current_routes(
 
     Containers in ``exclude`` (about to be retired by a scale-down) get no traffic.
     """
-    releases = {
-        name: release_id
-        for name, release_id in session.execute(
-            select(App.name, App.current_release_id).where(App.current_release_id.is_not(None))
+    # Containers carry the app's uid; routes are named after the app.
+    deployed = {
+        uid: (name, release_id)
+        for uid, name, release_id in session.execute(
+            select(App.uid, App.name, App.current_release_id)
+            .where(App.current_release_id.is_not(None))
         )
     }
-    upstreams: dict[str, list[str]] = {name: [] for name in releases}
+    upstreams: dict[str, list[str]] = {name: [] for name, _ in deployed.values()}
     for container in runtime.app_containers(client, settings.instance_id, process="web"):
         if container["Id"] in exclude:
             continue
         labels = container["Labels"]
-        name = labels.get(runtime.LABEL_APP)
-        if name not in releases or labels.get(runtime.LABEL_RELEASE) != str(releases[name]):
+        uid = labels.get(runtime.LABEL_APP, "")
+        if uid not in deployed or labels.get(runtime.LABEL_RELEASE) != str(deployed[uid][1]):
             continue
         # Read from Docker on every sync: addresses change when Docker restarts.
-        address = runtime.address(container, runtime.network_name(settings.instance_id, name))
+        address = runtime.address(container, runtime.network_name(settings.instance_id, uid))
         if address is not None:
-            upstreams[name].append(address)
+            upstreams[deployed[uid][0]].append(address)
     routes = [
         Route(app=name, hosts=(f"{name}.{settings.domain}",), upstreams=tuple(sorted(addrs)))
         for name, addrs in sorted(upstreams.items())

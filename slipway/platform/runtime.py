@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import http.client
+import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,8 +22,13 @@ from slipway.builder.dockerfile import APP_UID
 from slipway.platform.errors import DeployFailed
 from slipway.platform.healthchecks import HealthCheck
 
+logger = logging.getLogger(__name__)
+
 LABEL_INSTANCE = "slipway.instance"
+# The app's uid (App.uid), not its name: a name can be taken again after a destroy.
 LABEL_APP = "slipway.app"
+# The app's name, for people reading `docker ps` (and tests); nothing is looked up by it.
+LABEL_APP_NAME = "slipway.app-name"
 LABEL_RELEASE = "slipway.release"
 LABEL_PROCESS = "slipway.process"
 # Processes that run once and exit: the release phase and `slipway run`.
@@ -38,6 +45,45 @@ UNPRIVILEGED_USER = f"{APP_UID}:{APP_UID}"
 STOP_ENV = {"TINI_KILL_PROCESS_GROUP": "1"}
 SHELL_PREFIX = "trap : TERM INT; "
 
+# What an app container can write is bounded, yet its filesystem stays writable and
+# ephemeral as on Heroku (apps write to /tmp, and some to their own directory: sqlite
+# files, .next/cache), so no read-only root:
+# - /tmp and /var/tmp are tmpfs of TMP_SIZE each. Their pages count against the
+#   container's memory limit, so even a full one costs the host no disk and at most
+#   the app's own memory; a full one gives the writer ENOSPC. An image's VOLUMEs get
+#   the same (`_run`), or they would be anonymous volumes on the host's disk.
+# - The writable layer gets `storage_opt size=DISK`, which Docker enforces (ENOSPC)
+#   only where the storage driver has quotas (overlay2 over xfs mounted with pquota,
+#   btrfs, zfs). Elsewhere (overlay2 over ext4) the engine refuses the option: `start`
+#   leaves it out, and reconcile measures each container's writable layer instead and
+#   replaces one over DISK (`over_disk_limit`), as Kubernetes' kubelet evicts pods over
+#   their ephemeral-storage limit.
+# Sizes are Docker's ("256m", "1g": binary units). The defaults are config.py's.
+TMP_SIZE = "256m"
+DISK = "1g"
+TMPFS_PATHS = ("/tmp", "/var/tmp")
+# exec: apps unpack and load native code there (node-gyp, JNA, pip); nosuid, nodev as
+# Docker's own; mode 1777 as on any Linux, so a non-root app can write.
+TMPFS_OPTIONS = "rw,exec,nosuid,nodev,mode=1777,size={size}"
+_SIZE = re.compile(r"([0-9]+)([kmg]?)", re.IGNORECASE)
+
+
+def size_bytes(size: str) -> int:
+    """Bytes of a Docker size (``"512m"``, ``"1g"``, ``"1024"``). Raises ValueError."""
+    match = _SIZE.fullmatch(size.strip())
+    if match is None:
+        raise ValueError(f"Not a size (a number with k, m or g, e.g. 1g): {size!r}")
+    return int(match[1]) * 1024 ** " kmg".index(match[2].lower() or " ")
+
+
+def describe_size(size: str) -> str:
+    """A Docker size for people: ``"1g"`` is ``"1 GiB"``, ``"1536m"`` ``"1536 MiB"``."""
+    n = size_bytes(size)
+    for unit, scale in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"
+
 
 @functools.cache
 def docker_client() -> docker.DockerClient:
@@ -45,11 +91,13 @@ def docker_client() -> docker.DockerClient:
 
 
 def network_name(instance: str, app: str) -> str:
+    """The app's network; ``app`` is its uid, as in every function of this module."""
     return f"slipway-{instance}-{app}"
 
 
 def object_labels(instance: str, app: str, extra: dict[str, str]) -> dict[str, str]:
-    """The labels of every Docker object made for ``app`` by this installation."""
+    """The labels of every Docker object made for the app of uid ``app`` by this
+    installation."""
     return {**extra, LABEL_INSTANCE: instance, LABEL_APP: app}
 
 
@@ -57,6 +105,7 @@ def container_spec(
     *,
     instance: str,
     app: str,
+    app_name: str,
     release_id: int,
     version: int,
     process: str,
@@ -70,6 +119,8 @@ def container_spec(
     labels: dict[str, str],
     suffix: str,
     user: str | None = None,
+    tmp_size: str = TMP_SIZE,
+    disk: str = DISK,
 ) -> dict:
     """Keyword arguments for ``containers.run`` of one process of a release.
 
@@ -77,8 +128,11 @@ def container_spec(
     the processes it starts, see STOP_ENV) or an argv list
     passed to Docker as it is (``slipway run``). ``web`` alone publishes a port on
     127.0.0.1; one-off processes (``release``, ``run``) are never restarted.
-    ``user`` overrides the image's USER (see ``run_as``). Never privileged, no
-    capabilities, no mounts (so never the Docker socket), one network per app.
+    ``user`` overrides the image's USER (see ``run_as``). ``app`` is the app's uid,
+    ``app_name`` only names the container for people. Never privileged, no
+    capabilities, no mounts of host paths (so never the Docker socket), one network per
+    app. What it can write is bounded: a ``tmp_size`` tmpfs at each of TMPFS_PATHS and
+    ``disk`` of writable layer (see TMP_SIZE).
     """
     if isinstance(command, list):
         argv = command
@@ -89,10 +143,11 @@ def container_spec(
     spec = {
         "image": image,
         "command": argv,
-        "name": f"slipway-{app}-{process}-v{version}-{suffix}",
+        "name": f"slipway-{app_name}-{process}-v{version}-{suffix}",
         "environment": {**env, "PORT": str(port), **STOP_ENV},
         "labels": {
             **object_labels(instance, app, labels),
+            LABEL_APP_NAME: app_name,
             LABEL_RELEASE: str(release_id),
             LABEL_PROCESS: process,
         },
@@ -107,6 +162,8 @@ def container_spec(
         "restart_policy": {"Name": "no"} if one_off else {"Name": "unless-stopped"},
         "init": True,
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+        "tmpfs": {path: TMPFS_OPTIONS.format(size=tmp_size) for path in TMPFS_PATHS},
+        "storage_opt": {"size": disk},
     }
     if user is not None:
         spec["user"] = user
@@ -153,10 +210,75 @@ def ensure_network(
                 raise
 
 
+# Whether the engine enforces `storage_opt size`, per engine address, once known.
+_disk_quota: dict[str, bool] = {}
+
+
+def disk_quota_supported(client: docker.DockerClient) -> bool:
+    """Whether the engine can cap a container's writable layer (``storage_opt size``).
+
+    Read once from ``docker info``: overlay2 has quotas only over xfs (and then only
+    when mounted with pquota: ``_run`` learns that from the engine's refusal); vfs and
+    fuse-overlayfs have none; the other drivers (btrfs, zfs...) are left to try.
+    """
+    key = client.api.base_url
+    if key not in _disk_quota:
+        try:
+            info = client.info()
+        except DockerException:
+            return False  # not cached: asked again next time
+        driver = info.get("Driver", "")
+        backing = dict(info.get("DriverStatus") or []).get("Backing Filesystem", "")
+        _disk_quota[key] = not (driver == "overlay2" and backing != "xfs"
+                                or driver in ("vfs", "fuse-overlayfs"))
+        if not _disk_quota[key]:
+            logger.info("the %s storage driver (over %s) cannot cap a container's writable "
+                        "layer: reconcile measures it instead", driver, backing or "?")
+    return _disk_quota[key]
+
+
+def _refuses_storage_opt(exc: APIError) -> bool:
+    # e.g. "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"
+    return "storage-opt" in str(exc.explanation or exc).lower()
+
+
 def _run(client: docker.DockerClient, spec: dict, networks: Sequence[str]):
     """``containers.run`` that also joins ``networks`` (attached capsules') first:
     joining a running container to a second network can leave its published port
-    unanswered."""
+    unanswered. ``storage_opt`` is left out where the engine has no quotas (see
+    TMP_SIZE): reconcile measures the writable layer there instead."""
+    if "storage_opt" in spec and not disk_quota_supported(client):
+        spec = {k: v for k, v in spec.items() if k != "storage_opt"}
+    spec = _bound_image_volumes(client, spec)
+    try:
+        return _create_and_start(client, spec, networks)
+    except APIError as exc:
+        if "storage_opt" not in spec or not _refuses_storage_opt(exc):
+            raise
+        # Refused at create, before anything exists: remember, and run without it.
+        logger.warning("Docker refused storage_opt (%s): reconcile measures the writable "
+                       "layer instead", explain(exc))
+        _disk_quota[client.api.base_url] = False
+        return _run(client, spec, networks)
+
+
+def _bound_image_volumes(client: docker.DockerClient, spec: dict) -> dict:
+    """``spec`` with a tmpfs like /tmp at each VOLUME of its image: Docker would make
+    each an anonymous volume on the host's disk, outside the writable layer and its cap.
+    (Both are ephemeral: an anonymous volume goes with its container.)"""
+    tmpfs = spec.get("tmpfs") or {}
+    try:
+        volumes = client.api.inspect_image(spec["image"])["Config"].get("Volumes") or {}
+    except DockerException:
+        return spec  # creating the container says what is wrong with the image
+    missing = [path for path in volumes if path not in tmpfs]
+    if not missing or not tmpfs:
+        return spec
+    options = next(iter(tmpfs.values()))
+    return {**spec, "tmpfs": {**tmpfs, **dict.fromkeys(missing, options)}}
+
+
+def _create_and_start(client: docker.DockerClient, spec: dict, networks: Sequence[str]):
     if not networks:
         return client.containers.run(**spec)
     container = client.containers.create(**{k: v for k, v in spec.items() if k != "detach"})
@@ -321,13 +443,33 @@ def app_containers(
     return client.api.containers(all=all, filters={"label": filters})
 
 
+def over_disk_limit(client: docker.DockerClient, instance: str, limit: int) -> list[dict]:
+    """This installation's running containers whose writable layer holds more than
+    ``limit`` bytes, as listed with their size (``SizeRw``).
+
+    The size is Docker's walk of each container's layer (``docker ps -s``), so it costs
+    time in proportion to the files a container wrote. It sums apparent sizes: a sparse
+    file counts in full, and many tiny files count less than the blocks they take.
+    """
+    listed = client.api.containers(filters={"label": [f"{LABEL_INSTANCE}={instance}"]},
+                                   size=True)
+    return [c for c in listed if (c.get("SizeRw") or 0) > limit]
+
+
 def remove(client: docker.DockerClient, container_id: str, *, stop_timeout: int) -> None:
-    """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove a container."""
+    """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove a container.
+
+    One that is gone, or that another caller is removing at this moment (Docker's 409
+    "removal ... already in progress"), counts as removed.
+    """
     try:
         client.api.stop(container_id, timeout=stop_timeout)
         client.api.remove_container(container_id, v=True, force=True)
     except NotFound:
         pass
+    except APIError as exc:
+        if exc.status_code != 409 or "already in progress" not in str(exc.explanation):
+            raise
 
 
 def explain(exc: DockerException) -> str:
@@ -358,7 +500,7 @@ def run_one_off(
     except DockerException as exc:
         raise DeployFailed(f"Could not start container: {explain(exc)}") from exc
     deadline = time.monotonic() + timeout
-    timer = threading.Timer(timeout, _kill, args=(client, container.id))
+    timer = threading.Timer(timeout, kill, args=(client, container.id))
     timer.daemon = True
     timer.start()
     try:
@@ -376,7 +518,8 @@ def run_one_off(
         remove(client, container.id, stop_timeout=0)
 
 
-def _kill(client: docker.DockerClient, container_id: str) -> None:
+def kill(client: docker.DockerClient, container_id: str) -> None:
+    """SIGKILL a container; nothing if it is gone or already stopped."""
     try:
         client.api.kill(container_id)
     except DockerException:

@@ -19,7 +19,14 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from slipway.platform import apps as app_service
 from slipway.platform import builds as build_service
 from slipway.platform import repos, tasks
-from slipway.platform.errors import BadRequest, NotFound, SlipwayError, TooLarge, Unauthorized
+from slipway.platform.errors import (
+    BadRequest,
+    InsufficientStorage,
+    NotFound,
+    SlipwayError,
+    TooLarge,
+    Unauthorized,
+)
 from slipway.platform.logstream import END, build_log_key, connect, follow
 from slipway.platform.models import App, User
 from slipway.web.app import db_session, error_headers, settings
@@ -60,13 +67,13 @@ def smart_http(name: str, service: str):
         raise NotFound("Only the smart HTTP protocol is served")
     app, user = _find_app(name)
     s = settings()
-    repos.ensure_repo(s.repos_dir, app.name)
-    token = _hook_signer().dumps({"app": app.name, "user": user.id})
+    repos.ensure_repo(s.repos_dir, app.uid)
+    token = _hook_signer().dumps({"app": app.uid, "user": user.id})
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "GIT_PROJECT_ROOT": str(s.repos_dir),
         "GIT_HTTP_EXPORT_ALL": "1",
-        "PATH_INFO": f"/{app.name}.git/{service}",
+        "PATH_INFO": f"/{app.uid}.git/{service}",
         "REQUEST_METHOD": request.method,
         "QUERY_STRING": request.query_string.decode(),
         "CONTENT_TYPE": request.content_type or "",
@@ -75,6 +82,9 @@ def smart_http(name: str, service: str):
         "GIT_PROTOCOL": request.headers.get("Git-Protocol", ""),
         "SLIPWAY_HOOK_URL": f"http://127.0.0.1:{s.web_port}/git/{app.name}.git/slipway-build",
         "SLIPWAY_HOOK_TOKEN": token,
+        "SLIPWAY_MAX_PUSH_BYTES": str(s.max_push_bytes),
+        **repos.git_config_env({**repos.RECEIVE_CHECKS,
+                                "receive.maxInputSize": str(s.max_push_bytes)}),
     }
     if request.headers.get("Content-Encoding"):
         env["HTTP_CONTENT_ENCODING"] = request.headers["Content-Encoding"]
@@ -116,7 +126,9 @@ def _feed(source, sink) -> None:
     finally:
         for stream in (sink, source):
             try:
-                stream.close()
+                # gunicorn's request body (a GET's) has no close(): nothing to release.
+                if hasattr(stream, "close"):
+                    stream.close()
             except OSError:
                 pass
 
@@ -147,7 +159,7 @@ def _drain(stream, most: int) -> None:
         drained += len(chunk)
 
 
-def _refusal(commands: bytes, message: str) -> Response:
+def _refusal(commands: bytes, message: str, reason: bytes = b"push too large") -> Response:
     """A receive-pack answer that rejects every ref of the push, so git shows ``message``
     as ``remote:`` text and each ref as ``[remote rejected]``."""
     refs, capabilities = [], b""
@@ -168,7 +180,6 @@ def _refusal(commands: bytes, message: str) -> Response:
     def pkt(payload: bytes) -> bytes:
         return b"%04x" % (len(payload) + 4) + payload
 
-    reason = b"push too large"
     report = pkt(b"unpack " + reason + b"\n")
     report += b"".join(pkt(b"ng " + ref + b" " + reason + b"\n") for ref in refs) + b"0000"
     if b"side-band" in capabilities:
@@ -186,6 +197,12 @@ def _spool_push(limit: int, directory) -> Response | tuple[tempfile.SpooledTempo
     stream = request.stream
     gzipped = bool(request.headers.get("Content-Encoding"))
     commands = b"" if gzipped else _read_commands(stream)
+    if (low_disk := build_service.low_disk_message(settings())) is not None:
+        low_disk = f"Push rejected: {low_disk}"
+        _drain(stream, 4 * limit)
+        if gzipped:
+            raise InsufficientStorage(low_disk)
+        return _refusal(commands, low_disk, b"disk full")
     declared = request.content_length
     size = len(commands)
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, dir=directory)
@@ -207,6 +224,22 @@ def _spool_push(limit: int, directory) -> Response | tuple[tempfile.SpooledTempo
         return _refusal(commands, message)
     spool.seek(0)
     return spool, size
+
+
+def _copy_at_most(source, sink, limit: int) -> None:
+    """Copy ``source`` to ``sink``, stopping with TooLarge past ``limit`` bytes, whatever
+    the request declared."""
+    size = 0
+    while chunk := source.read(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise _tree_too_large(limit)
+        sink.write(chunk)
+
+
+def _tree_too_large(limit: int) -> TooLarge:
+    return TooLarge(f"Push rejected: the pushed tree is larger than {limit / (1024 * 1024):g} MB "
+                    "(SLIPWAY_MAX_PUSH_BYTES); the running release is untouched")
 
 
 def _read_cgi_headers(stream) -> tuple[int, list[tuple[str, str]]]:
@@ -237,8 +270,6 @@ def hook_build(name: str):
         claims = _hook_signer().loads(header.removeprefix("Bearer "), max_age=HOOK_TOKEN_MAX_AGE)
     except BadSignature as exc:
         raise Unauthorized("Invalid hook token") from exc
-    if claims.get("app") != name:
-        raise Unauthorized("Invalid hook token")
     commit = request.args.get("commit", "")
     if not _is_object_id(commit):
         raise BadRequest("Invalid commit id", field="commit")
@@ -251,33 +282,35 @@ def hook_build(name: str):
     s = settings()
     if (request.content_length or 0) > s.max_push_bytes:
         _drain(request.stream, 4 * s.max_push_bytes)  # so the hook hears the answer
-        raise TooLarge(f"Push rejected: the pushed tree is larger than "
-                       f"{s.max_push_bytes / (1024 * 1024):g} MB (SLIPWAY_MAX_PUSH_BYTES); "
-                       f"the running release is untouched")
+        raise _tree_too_large(s.max_push_bytes)
+    if (low_disk := build_service.low_disk_message(s)) is not None:
+        _drain(request.stream, 4 * s.max_push_bytes)
+        raise InsufficientStorage(f"Push rejected: {low_disk}")
     session = db_session()
     app = session.query(App).filter_by(name=name).one_or_none()
-    if app is None:
-        raise NotFound(f"No app named {name}")
+    # The token names the app's uid: a token of a destroyed app never reaches the next
+    # app of its name.
+    if app is None or claims.get("app") != app.uid:
+        raise Unauthorized("Invalid hook token")
     # The whole revision first: a push cut off mid-upload leaves no build behind.
-    s.builds_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=s.builds_dir, suffix=".upload", delete=False) as out:
         try:
-            shutil.copyfileobj(request.stream, out, CHUNK)
+            _copy_at_most(request.stream, out, s.max_push_bytes)
         except BaseException:
             os.unlink(out.name)
             raise
     build = build_service.create_build(session, app, commit=commit, user_id=claims.get("user"))
     session.commit()
-    os.replace(out.name, build_service.source_archive(s, build.id))
+    os.replace(out.name, build_service.source_archive(s, build))
     tasks.build.delay(build.id, base)
-    build_id = build.id
+    build_id, log_key = build.id, build_log_key(app.uid, build.id)
     session.close()
 
     def stream():
         yield f"-----> Build {build_id} of {name} queued ({commit[:8]})\n"
         waited = 0.0
         redis_client = connect(s.redis_url)
-        for kind, text in follow(redis_client, build_log_key(build_id), idle_timeout=5):
+        for kind, text in follow(redis_client, log_key, idle_timeout=5):
             if kind == END:
                 yield f"{STATUS_PREFIX}{text}\n"
                 return

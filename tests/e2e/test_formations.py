@@ -97,7 +97,7 @@ def timed_slipway(stack: Stack, what: str, *args: str, **kwargs):
 
 def containers(process: str) -> list:
     client = docker.from_env()
-    return client.containers.list(filters={"label": [f"slipway.app={APP}",
+    return client.containers.list(filters={"label": [f"slipway.app-name={APP}",
                                                      f"slipway.process={process}",
                                                      f"{TEST_LABEL}={TEST_RUN}"]})
 
@@ -134,7 +134,7 @@ def test_web_and_worker_run_with_the_release_phase_first(stack, repo):
         ["web", "running", "v1"], ["worker", "running", "v1"]]
     # The release container ran once and is gone.
     client = docker.from_env()
-    assert client.containers.list(all=True, filters={"label": [f"slipway.app={APP}",
+    assert client.containers.list(all=True, filters={"label": [f"slipway.app-name={APP}",
                                                                "slipway.process=release"]}) == []
 
 
@@ -257,5 +257,5 @@ def test_run_prints_output_and_returns_the_exit_code(stack, repo):
     result = stack.slipway("run", "--app", APP, "--", "sh", "-c", "echo $PORT; exit 0")
     assert result.stdout == "5000\n"
     client = docker.from_env()
-    assert client.containers.list(all=True, filters={"label": [f"slipway.app={APP}",
+    assert client.containers.list(all=True, filters={"label": [f"slipway.app-name={APP}",
                                                                "slipway.process=run"]}) == []

@@ -92,9 +92,9 @@ def test_pushed_app_answers_through_the_router(stack, deployed):
 def test_the_router_reaches_the_web_container_at_its_address_on_the_app_network(stack, deployed):
     client = docker.from_env()
     [web] = client.containers.list(filters={"label": [
-        "slipway.app=hello", "slipway.process=web", f"{TEST_LABEL}={TEST_RUN}"]})
-    [ip] = [net["IPAddress"] for name, net in web.attrs["NetworkSettings"]["Networks"].items()
-            if name.endswith("-hello")]
+        "slipway.app-name=hello", "slipway.process=web", f"{TEST_LABEL}={TEST_RUN}"]})
+    # The app's own network is the only one it is on.
+    [ip] = [net["IPAddress"] for net in web.attrs["NetworkSettings"]["Networks"].values()]
     port = dict(e.split("=", 1) for e in web.attrs["Config"]["Env"])["PORT"]
     table = json.loads(redis.Redis(port=stack.redis_port).get(ROUTES_KEY))
     [route] = [r for r in table["routes"] if r["app"] == "hello"]
@@ -106,10 +106,9 @@ def test_a_changed_container_address_is_routed_again_by_reconcile(stack, deploye
     """As after a Docker restart, the web container comes back at another address."""
     client = docker.from_env()
     [web] = client.containers.list(filters={"label": [
-        "slipway.app=hello", "slipway.process=web", f"{TEST_LABEL}={TEST_RUN}"]})
+        "slipway.app-name=hello", "slipway.process=web", f"{TEST_LABEL}={TEST_RUN}"]})
     [(name, before)] = [(name, net["IPAddress"])
-                        for name, net in web.attrs["NetworkSettings"]["Networks"].items()
-                        if name.endswith("-hello")]
+                        for name, net in web.attrs["NetworkSettings"]["Networks"].items()]
     network = client.networks.get(name)
     network.disconnect(web)
     # Another container takes the freed address, so the web one gets a new one.
@@ -206,5 +205,5 @@ def test_destroying_an_app_removes_it(stack, deployed):
     wait_for(lambda: stack.fetch("hello").status_code == 404, timeout=10,
              message="the route to go")
     client = docker.from_env()
-    mine = {"label": ["slipway.app=hello", f"{TEST_LABEL}={TEST_RUN}"]}
+    mine = {"label": ["slipway.app-name=hello", f"{TEST_LABEL}={TEST_RUN}"]}
     assert client.containers.list(all=True, filters=mine) == []

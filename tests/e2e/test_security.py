@@ -82,7 +82,7 @@ def push_app(stack: Stack, repo: Path, name: str) -> str:
 def web_container(name: str) -> dict:
     client = docker.from_env()
     [container] = client.api.containers(filters={"label": [
-        f"{TEST_LABEL}={TEST_RUN}", f"slipway.app={name}", "slipway.process=web"]})
+        f"{TEST_LABEL}={TEST_RUN}", f"slipway.app-name={name}", "slipway.process=web"]})
     return client.api.inspect_container(container["Id"])
 
 

@@ -68,7 +68,7 @@ def measured(what: str, seconds: float) -> None:
 
 
 def containers(app: str, process: str | None = None, *, all: bool = False) -> list:
-    labels = [f"slipway.app={app}", f"{TEST_LABEL}={TEST_RUN}"]
+    labels = [f"slipway.app-name={app}", f"{TEST_LABEL}={TEST_RUN}"]
     if process:
         labels.append(f"slipway.process={process}")
     return docker.from_env().containers.list(all=all, filters={"label": labels})

@@ -32,7 +32,8 @@ def fake_docker(monkeypatch):
     return calls
 
 
-RELEASE = SimpleNamespace(app=SimpleNamespace(name="shop"), id=7, version=3, image="sha256:x",
+RELEASE = SimpleNamespace(app=SimpleNamespace(name="shop", uid="shop"), id=7, version=3,
+                          image="sha256:x",
                           processes={"web": "gunicorn app:app", "worker": "python w.py"},
                           port=5000, healthchecks=None)
 

@@ -12,7 +12,7 @@ from slipway.platform.runtime import (
 
 
 def spec(**overrides):
-    args = dict(instance="i1", app="shop", release_id=7, version=3, process="web",
+    args = dict(instance="i1", app="shop", app_name="shop", release_id=7, version=3, process="web",
                 image="sha256:abc",
                 command="gunicorn --bind 0.0.0.0:$PORT app:app", env={"A": "it's $x"},
                 port=5000, memory="512m", cpus=1.0, pids=256, labels={"team": "x"}, suffix="f00")
@@ -27,7 +27,7 @@ def test_web_container_spec():
         "name": "slipway-shop-web-v3-f00",
         "environment": {"A": "it's $x", "PORT": "5000", "TINI_KILL_PROCESS_GROUP": "1"},
         "labels": {"team": "x", "slipway.instance": "i1", "slipway.app": "shop",
-                   "slipway.release": "7", "slipway.process": "web"},
+                   "slipway.app-name": "shop", "slipway.release": "7", "slipway.process": "web"},
         "ports": {"5000/tcp": ("127.0.0.1", None)},
         "network": "slipway-i1-shop",
         "detach": True,
@@ -39,6 +39,9 @@ def test_web_container_spec():
         "restart_policy": {"Name": "unless-stopped"},
         "init": True,
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+        "tmpfs": {"/tmp": "rw,exec,nosuid,nodev,mode=1777,size=256m",
+                  "/var/tmp": "rw,exec,nosuid,nodev,mode=1777,size=256m"},
+        "storage_opt": {"size": "1g"},
     }
 
 
@@ -131,6 +134,11 @@ def test_no_container_is_privileged_or_gets_the_docker_socket(process, user):
     result = spec(process=process, user=user,
                   env={"DOCKER_HOST": "unix:///var/run/docker.sock", "X": "/var/run"})
     assert FORBIDDEN_KEYS.isdisjoint(result), FORBIDDEN_KEYS & set(result)
+    # No host path is mounted: the only filesystems besides the image's are the size-capped
+    # tmpfs at /tmp and /var/tmp (memory of the container's own cgroup, no source on the host).
+    assert set(result["tmpfs"]) == {"/tmp", "/var/tmp"}
+    assert all(",size=256m" in options and "/" not in options
+               for options in result["tmpfs"].values())
     assert result["cap_drop"] == ["ALL"]
     assert result["security_opt"] == ["no-new-privileges:true"]
     assert result["pids_limit"] == 256 and result["mem_limit"] == "512m"

@@ -21,9 +21,23 @@ def say(line):
 
 def deploy(rev, ref, base):
     url = urllib.parse.urlsplit(os.environ["SLIPWAY_HOOK_URL"])
+    limit = int(os.environ.get("SLIPWAY_MAX_PUSH_BYTES", "0")) or None
     with tempfile.TemporaryFile() as archive:
-        subprocess.run(["git", "archive", "--format=tar", rev], stdout=archive, check=True)
-        size = archive.tell()
+        # Counted as it streams: a small push can inflate to a huge tree.
+        git = subprocess.Popen(["git", "archive", "--format=tar", rev], stdout=subprocess.PIPE)
+        size = 0
+        while chunk := git.stdout.read(1024 * 1024):
+            size += len(chunk)
+            if limit is not None and size > limit:
+                git.kill()
+                git.wait()
+                say(f" !     Push rejected: the pushed tree is larger than {limit / 2**20:g} MB "
+                    "unpacked (SLIPWAY_MAX_PUSH_BYTES); the running release is untouched")
+                return False
+            archive.write(chunk)
+        if git.wait() != 0:
+            say(" !     Push rejected: git could not archive the pushed revision")
+            return False
         archive.seek(0)
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=3600)
         query = urllib.parse.urlencode({"commit": rev, "ref": ref, "base": base})

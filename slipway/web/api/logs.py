@@ -50,12 +50,12 @@ def app_logs(name: str):
     app = app_service.get_app(db_session(), current_user(), name)
     tail = tail_arg()
     follow = request.args.get("follow", "0") in ("1", "true")
-    app_name, release_id = app.name, app.current_release_id
+    app_uid, release_id = app.uid, app.current_release_id
     db_session().close()  # a followed stream can last hours: hold no database connection
 
     def stream():
         for line in app_log_lines(
-            runtime.docker_client(), s.instance_id, app_name, release_id, tail=tail, follow=follow,
+            runtime.docker_client(), s.instance_id, app_uid, release_id, tail=tail, follow=follow,
             max_line_bytes=s.log_max_line_bytes, max_lines_per_second=s.log_max_lines_per_second,
         ):
             if line:  # "" only keeps a quiet connection open; text clients need nothing

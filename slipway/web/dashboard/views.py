@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import redis
 from docker.errors import DockerException
@@ -16,7 +17,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 
@@ -31,7 +31,13 @@ from slipway.platform.logstream import END, build_log_key, connect, follow
 from slipway.platform.models import App, BuildStatus, Release
 from slipway.platform.ratelimit import FailureLimit
 from slipway.web.app import db_session, settings
-from slipway.web.dashboard import bp, login_required, sign_in
+from slipway.web.dashboard import (
+    SESSIONS_DOWN,
+    bp,
+    login_required,
+    sign_in,
+    sign_out,
+)
 
 WRONG_LOGIN = "Wrong email or password"
 PAGE_LOG_LINES = 1000  # lines the log view keeps; older ones leave the page
@@ -40,10 +46,38 @@ PAGE_LOG_LINES = 1000  # lines the log view keeps; older ones leave the page
 # --- Sign-in --------------------------------------------------------------------
 
 
-def _sign_in_limit() -> FailureLimit:
+def _sign_in_limits() -> tuple[FailureLimit, FailureLimit]:
+    """Failures per address and email, and per address across emails (one password
+    tried against many accounts)."""
     s = settings()
-    return FailureLimit(connect(s.redis_url), s.instance_id, "login", limit=s.login_max_failures,
-                        window=s.login_window_seconds)
+    client = connect(s.redis_url)
+    return (FailureLimit(client, s.instance_id, "login", limit=s.login_max_failures,
+                         window=s.login_window_seconds),
+            FailureLimit(client, s.instance_id, "login-address",
+                         limit=s.login_max_failures_per_address,
+                         window=s.login_window_seconds))
+
+
+MAX_NEXT = 2048
+
+
+def safe_next(target: object) -> str | None:
+    r"""``target`` when it is a path on this site, else None.
+
+    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so
+    ``/\t/evil.example`` or ``/\evil.example`` would leave the site: any whitespace,
+    control character or backslash is refused, as is anything with a scheme or host.
+    """
+    if not isinstance(target, str) or not target.startswith("/") or len(target) > MAX_NEXT:
+        return None
+    if target.startswith("//") or "\\" in target:
+        return None
+    if any(c.isspace() or not c.isprintable() for c in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
 
 
 @bp.get("/")
@@ -58,31 +92,42 @@ def login():
     if request.method == "POST":
         email = request.form.get("email", "")[:320]
         password = request.form.get("password", "")[: users.MAX_PASSWORD_LENGTH]
-        limit = _sign_in_limit()
-        who = f"{request.remote_addr}|{email.strip().lower()}"
-        wait = limit.retry_after(who)
-        if wait:
-            error = (f"Too many failed sign-ins for this email from your address: "
-                     f"try again in {-(-wait // 60)} min")
-        else:
-            user = users.verify_login(db_session(), email, password)
-            if user is not None:
-                limit.reset(who)
-                sign_in(user)
-                target = request.args.get("next", "")
-                # Only paths on this site: never an absolute or scheme-relative URL.
-                if not target.startswith("/") or target.startswith("//") or "\\" in target:
-                    target = url_for("dashboard.apps")
-                return redirect(target)
-            limit.fail(who)
-            error = WRONG_LOGIN
+        address = request.remote_addr or ""
+        per_email, per_address = _sign_in_limits()
+        who = f"{address}|{email.strip().lower()}"
+        try:
+            error = _limited(per_email.retry_after(who), "for this email ") or \
+                _limited(per_address.retry_after(address), "")
+            if error is None:
+                user = users.verify_login(db_session(), email, password)
+                if user is not None:
+                    # The per-address count stays: signing in to one's own account must not
+                    # clear the way for guesses at others'.
+                    per_email.reset(who)
+                    sign_in(user)
+                    return redirect(safe_next(request.args.get("next"))
+                                    or url_for("dashboard.apps"))
+                per_email.fail(who)
+                per_address.fail(address)
+                error = WRONG_LOGIN
+        except redis.RedisError:
+            abort(503, SESSIONS_DOWN)
     status = 200 if error is None else (429 if error != WRONG_LOGIN else 401)
     return render_template("dashboard/login.html", error=error, email=email), status
 
 
+def _limited(wait: int, scope: str) -> str | None:
+    if not wait:
+        return None
+    return f"Too many failed sign-ins {scope}from your address: try again in {-(-wait // 60)} min"
+
+
 @bp.post("/logout")
 def logout():
-    session.clear()
+    try:
+        sign_out()
+    except redis.RedisError:
+        abort(503, SESSIONS_DOWN)
     flash("Signed out")
     return redirect(url_for("dashboard.login"))
 
@@ -91,7 +136,7 @@ def logout():
 
 
 def _running_apps() -> set[str] | None:
-    """Names of apps with a running container; None when Docker does not answer."""
+    """Uids of apps with a running container; None when Docker does not answer."""
     try:
         containers = runtime.app_containers(runtime.docker_client(), settings().instance_id)
     except DockerException:
@@ -136,7 +181,7 @@ def app(name: str):
     running = _running_apps()
     return render_template(
         "dashboard/app.html", app=app, releases=releases, builds=builds,
-        running=None if running is None else app.name in running,
+        running=None if running is None else app.uid in running,
         url=app_service.app_url(settings(), app), git_url=app_service.git_url(settings(), app),
     )
 
@@ -183,11 +228,12 @@ def _sse_response(events: Iterator[str]) -> Response:
 def build_stream(name: str, build_id: int):
     app = _app(name)
     build_service.get_build(db_session(), app, build_id)  # 404 for others' builds
+    key = build_log_key(app.uid, build_id)
     redis_client = connect(settings().redis_url)
     db_session().close()
 
     def events():
-        for kind, text in follow(redis_client, build_log_key(build_id), idle_timeout=15):
+        for kind, text in follow(redis_client, key, idle_timeout=15):
             if kind == END:
                 yield sse("end", text)
                 return
@@ -287,13 +333,13 @@ def logs(name: str):
 def logs_stream(name: str):
     s = settings()
     app = _app(name)
-    app_name, release_id = app.name, app.current_release_id
+    app_uid, release_id = app.uid, app.current_release_id
     db_session().close()  # the stream can last hours: hold no database connection
 
     def events():
         try:
             for line in app_log_lines(
-                runtime.docker_client(), s.instance_id, app_name, release_id, tail=100,
+                runtime.docker_client(), s.instance_id, app_uid, release_id, tail=100,
                 follow=True,
                 max_line_bytes=s.log_max_line_bytes,
                 max_lines_per_second=s.log_max_lines_per_second,
