@@ -209,3 +209,86 @@ def test_destroying_an_app_detaches_its_capsules_and_keeps_them(client, tokens, 
         session.delete(session.scalar(select(App)))
     shown = client.get("/api/v1/capsules/kept", headers=tokens["ada"]).json
     assert (shown["status"], shown["attachments"]) == ("available", [])
+
+
+def test_versions_in_create_list_and_info(client, tokens, enqueued):
+    for body in ({"kind": "postgres", "name": "pg17", "version": "17"},
+                 {"kind": "postgres", "name": "pg18", "version": 18},
+                 {"kind": "postgres", "name": "pg-newest"},
+                 {"kind": "redis", "name": "cache7", "version": "7"},
+                 {"kind": "redis", "name": "cache-newest", "version": ""}):
+        response = client.post("/api/v1/capsules", json=body, headers=tokens["ada"])
+        assert response.status_code == 202, response.json
+    listed = client.get("/api/v1/capsules", headers=tokens["ada"]).json["items"]
+    assert {c["name"]: (c["kind"], c["version"]) for c in listed} == {
+        "pg17": ("postgres", "17"), "pg18": ("postgres", "18"), "pg-newest": ("postgres", "18"),
+        "cache7": ("redis", "7"), "cache-newest": ("redis", "8")}
+    shown = client.get("/api/v1/capsules/pg17", headers=tokens["ada"]).json
+    assert (shown["version"], shown["status"]) == ("17", "provisioning")
+    assert len(enqueued) == 5
+
+
+def test_a_default_version_setting_is_used(client, tokens, enqueued, settings, monkeypatch):
+    monkeypatch.setattr(settings, "postgres_default_version", "15")
+    response = client.post("/api/v1/capsules", json={"kind": "postgres", "name": "old-db"},
+                           headers=tokens["ada"])
+    assert response.json["version"] == "15"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"kind": "postgres", "name": "db", "version": "16"},
+     "PostgreSQL 16 is not available on this host: choose 15, 17 or 18"),
+    ({"kind": "postgres", "name": "db", "version": "99"},
+     "PostgreSQL 99 is not available on this host: choose 15, 17 or 18"),
+    ({"kind": "postgres", "name": "db", "version": "abc"},
+     "PostgreSQL version must be a major version number: choose 15, 17 or 18"),
+    ({"kind": "postgres", "name": "db", "version": ["17"]},
+     "PostgreSQL version must be a major version number: choose 15, 17 or 18"),
+    ({"kind": "postgres", "name": "db", "version": True},
+     "PostgreSQL version must be a major version number: choose 15, 17 or 18"),
+    # A PostgreSQL version for a Redis capsule.
+    ({"kind": "redis", "name": "db", "version": "17"},
+     "Redis 17 is not available on this host: choose 7 or 8"),
+])
+def test_bad_versions_are_422_naming_the_field_and_change_nothing(client, tokens, enqueued,
+                                                                   settings, body, message):
+    response = client.post("/api/v1/capsules", json=body, headers=tokens["ada"])
+    assert response.status_code == 422
+    assert response.json["error"]["field"] == "version"
+    assert response.json["error"]["message"] == message
+    assert enqueued == []
+    assert client.get("/api/v1/capsules", headers=tokens["ada"]).json["total"] == 0
+    with session_scope(settings.database) as session:
+        assert session.scalar(select(Capsule)) is None
+
+
+def test_the_migration_gives_existing_capsules_the_major_of_their_image(database_url):
+    from alembic import command
+    from sqlalchemy import text
+
+    from slipway.platform import db
+
+    with session_scope(database_url) as session:
+        user, _ = users.create_user(session, "old@example.com")
+        owner_id = user.id
+    command.downgrade(db.alembic_config(database_url), "0007")
+    rows = {"old-pg": ("slipway/postgres:15", "15"), "old-redis": ("slipway/redis:7", "7"),
+            "pulled-pg": ("postgres:16", "16"), "alpine": ("redis:7.2-alpine", "7.2-alpine"),
+            "never-started": ("", "")}
+    engine = db.make_engine(database_url)
+    with engine.begin() as conn:
+        for name, (image, version) in rows.items():
+            conn.execute(text(
+                "INSERT INTO capsules (name, kind, version, image, owner_id, status, "
+                "password_encrypted, created_at) VALUES (:name, 'redis', :version, :image, "
+                ":owner, 'available', 'x', CURRENT_TIMESTAMP)"),
+                {"name": name, "version": version, "image": image, "owner": owner_id})
+    engine.dispose()
+    db.dispose_all()
+    db.migrate(database_url)
+    engine = db.make_engine(database_url)
+    with engine.connect() as conn:
+        found = dict(conn.execute(text("SELECT name, version FROM capsules")).all())
+    engine.dispose()
+    assert found == {"old-pg": "15", "old-redis": "7", "pulled-pg": "16", "alpine": "7",
+                     "never-started": ""}

@@ -64,8 +64,9 @@ def _available(settings, name: str, port: int = 55432) -> None:
         capsule.host_port = port
 
 
-def create(client, kind: str, name: str):
-    return client.post("/capsules", data={"kind": kind, "name": name, "csrf_token": client.token})
+def create(client, kind: str, name: str, **extra: str):
+    return client.post("/capsules", data={"kind": kind, "name": name, "csrf_token": client.token,
+                                          **extra})
 
 
 def test_create_lists_and_enqueues_provisioning(ada, enqueued, dash_settings):
@@ -82,8 +83,8 @@ def test_create_lists_and_enqueues_provisioning(ada, enqueued, dash_settings):
         "name": "shop-db", "status": "provisioning", "error": None}
     listing = ada.get("/capsules").data.decode()
     assert re.search(r'href="/capsules/shop-db">shop-db</a></td>\s*<td data-label="Kind">'
-                     r'postgres</td>\s*<td data-label="Status"><span class="status-provisioning">'
-                     r"provisioning</span>", listing), listing
+                     r'postgres 18</td>\s*<td data-label="Status">'
+                     r'<span class="status-provisioning">provisioning</span>', listing), listing
 
     _available(dash_settings, "shop-db")
     assert ada.get("/capsules/shop-db.json").json["status"] == "available"
@@ -109,6 +110,34 @@ def test_create_form_shows_validation_errors(ada, enqueued, kind, name, field, m
     assert "<b>Bad</b>" not in page  # the typed name comes back escaped
     if name == "<b>Bad</b>":
         assert 'value="&lt;b&gt;Bad&lt;/b&gt;"' in page
+    assert enqueued == [] and "No capsules yet." in page
+
+
+def test_the_create_form_offers_each_kinds_versions(ada, enqueued, dash_settings):
+    page = ada.get("/capsules").data.decode()
+    assert '<option value="" selected>Default (PostgreSQL 18, Redis 8)</option>' in page
+    options = re.findall(r'<option value="(\d+)">([^<]+)</option>', page)
+    assert options == [("18", "PostgreSQL 18"), ("17", "PostgreSQL 17"), ("15", "PostgreSQL 15"),
+                       ("8", "Redis 8"), ("7", "Redis 7")]
+    response = create(ada, "postgres", "old-db", version="17")
+    assert response.status_code == 302
+    listing = ada.get("/capsules").data.decode()
+    assert '<td data-label="Kind">postgres 17</td>' in listing
+    with session_scope(dash_settings.database) as session:
+        assert session.scalar(select(Capsule.version).where(Capsule.name == "old-db")) == "17"
+
+
+@pytest.mark.parametrize(("kind", "version", "message"), [
+    ("postgres", "16", "PostgreSQL 16 is not available on this host: choose 15, 17 or 18"),
+    ("redis", "18", "Redis 18 is not available on this host: choose 7 or 8"),
+    ("postgres", "x<b>", "PostgreSQL version must be a major version number: choose 15, 17 or 18"),
+])
+def test_bad_versions_are_shown_by_the_select(ada, enqueued, kind, version, message):
+    response = create(ada, kind, "db", version=version)
+    assert response.status_code == 422
+    page = response.data.decode()
+    assert f'<p class="error" id="version-error">{message}</p>' in page
+    assert 'aria-describedby="version-error"' in page
     assert enqueued == [] and "No capsules yet." in page
 
 

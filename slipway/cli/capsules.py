@@ -22,11 +22,17 @@ CONNECT_COMMANDS = {
 @cli.command("capsules:create")
 @click.argument("kind", type=click.Choice(["postgres", "redis"]))
 @click.argument("name")
-def capsules_create(kind: str, name: str) -> None:
+@click.option("--version", "version", default=None, metavar="MAJOR",
+              help="Major version, e.g. 18 for PostgreSQL or 8 for Redis "
+                   "(default: the newest the server offers).")
+def capsules_create(kind: str, name: str, version: str | None) -> None:
     """Create a managed PostgreSQL or Redis capsule (provisioned in the background)."""
-    capsule = client().json("POST", "/capsules", json={"kind": kind, "name": name})
-    click.echo(f"Creating {capsule['name']} ({kind}): status {capsule['status']}; "
-               f"see `slipway capsules:info {capsule['name']}`")
+    body = {"kind": kind, "name": name}
+    if version is not None:
+        body["version"] = version
+    capsule = client().json("POST", "/capsules", json=body)
+    click.echo(f"Creating {capsule['name']} ({kind} {capsule['version']}): status "
+               f"{capsule['status']}; see `slipway capsules:info {capsule['name']}`")
 
 
 @cli.command("capsules")
@@ -34,7 +40,8 @@ def capsules_list() -> None:
     """List your capsules."""
     for capsule in all_pages("/capsules"):
         apps = ", ".join(f"{a['app']} ({a['as']}_URL)" for a in capsule["attachments"]) or "-"
-        click.echo(f"{capsule['name']:<30} {capsule['kind']:<9} {capsule['status']:<13} {apps}")
+        kind = f"{capsule['kind']} {capsule['version'] or ''}".strip()
+        click.echo(f"{capsule['name']:<30} {kind:<12} {capsule['status']:<13} {apps}")
 
 
 @cli.command("capsules:info")

@@ -6,21 +6,31 @@ is published on 127.0.0.1 only, for the owner's tools and the worker's readiness
 check. Capsule containers carry their own labels (``slipway.capsule*``, never
 ``slipway.instance``/``slipway.app``), so app logic such as reconcile ignores them.
 The password is generated here, stored Fernet-encrypted and never logged.
+
+Each capsule has a major version, chosen at creation out of those `slipway images
+bootstrap` can build from Debian packages (so every one offered can run here, with
+or without a registry); its image is picked, pulled or built when it is provisioned.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import re
 import secrets
 import socket
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from slipway.builder import bootstrap
+from slipway.builder.images import template_image
 from slipway.config import Settings
 from slipway.platform import audit, runtime, validation
 from slipway.platform.db import paginate
@@ -43,14 +53,15 @@ PG_DB = "slipway"
 @dataclass(frozen=True)
 class Kind:
     name: str
+    label: str
     port: int
     data_dir: str
     default_alias: str
 
 
 KINDS = {
-    "postgres": Kind("postgres", 5432, "/var/lib/postgresql/data", "DATABASE"),
-    "redis": Kind("redis", 6379, "/data", "REDIS"),
+    "postgres": Kind("postgres", "PostgreSQL", 5432, "/var/lib/postgresql/data", "DATABASE"),
+    "redis": Kind("redis", "Redis", 6379, "/data", "REDIS"),
 }
 
 
@@ -123,43 +134,89 @@ def capsule_container_spec(
     }
 
 
-def choose_capsule_image(template: str, local_tags: list[str], repository: str,
-                         kind: str) -> tuple[str, str]:
-    """(image, version): the template image if this host has it, else the highest
-    ``{repository}/{kind}:TAG`` image bootstrap built, else the template (Docker pulls)."""
-    if template in local_tags:
-        return template, template.rsplit(":", 1)[-1]
-    prefix = f"{repository}/{kind}:"
-    built = sorted(
-        (tag for tag in local_tags if tag.startswith(prefix)),
-        key=lambda tag: [int(p) if p.isdigit() else 0 for p in tag[len(prefix):].split(".")],
-    )
-    if built:
-        return built[-1], built[-1][len(prefix):]
-    return template, template.rsplit(":", 1)[-1]
+def available_versions(kind: str) -> list[str]:
+    """The major versions of ``kind`` offered here, oldest first: those `slipway images
+    bootstrap` can build from Debian packages, so any of them can run on this host."""
+    return bootstrap.versions_of(kind)
+
+
+def image_template(settings: Settings, kind: str) -> str:
+    return settings.postgres_image if kind == "postgres" else settings.redis_image
+
+
+def default_version(settings: Settings, kind: str) -> str:
+    """The version of a capsule created without one: the setting, else the newest offered."""
+    configured = (settings.postgres_default_version if kind == "postgres"
+                  else settings.redis_default_version)
+    return configured or available_versions(kind)[-1]
+
+
+def _choices(versions: list[str]) -> str:
+    return ", ".join(versions[:-1]) + f" or {versions[-1]}" if len(versions) > 1 else versions[0]
+
+
+def check_version(kind: str, version: object) -> str:
+    """``version`` as the major version string of ``kind`` it names ("17", or 17 in JSON).
+
+    Raises InvalidInput (field ``version``) for anything else, naming what exists.
+    """
+    versions = available_versions(kind)
+    label = KINDS[kind].label
+    if isinstance(version, bool) or not isinstance(version, str | int) or not re.fullmatch(
+            r"[0-9]{1,4}", str(version)):
+        raise InvalidInput(f"{label} version must be a major version number: choose "
+                           f"{_choices(versions)}", field="version")
+    version = str(int(version))
+    if version not in versions:
+        raise InvalidInput(f"{label} {version} is not available on this host: choose "
+                           f"{_choices(versions)}", field="version")
+    return version
+
+
+def template_for(template: str, version: str) -> str | None:
+    """The template's image for ``version``; None when the template is one fixed image
+    (no ``{version}``, as older settings had) of another version."""
+    if "{version}" in template:
+        return template_image(template, version)
+    tag = template.rsplit("/", 1)[-1].rpartition(":")[2]
+    return template if tag.split(".")[0] == version else None
+
+
+def choose_capsule_image(template: str, version: str, local_tags: list[str], repository: str,
+                         kind: str) -> str | None:
+    """The image of a ``kind`` ``version`` capsule this host has: the template's image,
+    else the one bootstrap builds (``{repository}/{kind}:{version}``); None if neither."""
+    candidate = template_for(template, version)
+    if candidate is not None and candidate in local_tags:
+        return candidate
+    built = f"{repository}/{kind}:{version}"
+    return built if built in local_tags else None
 
 
 # --- Services ---------------------------------------------------------------------
 
 
 def create_capsule(session: Session, settings: Settings, owner: User, kind: object,
-                   name: object) -> Capsule:
-    """Record a new capsule (status provisioning); the caller commits, then enqueues
-    ``tasks.provision_capsule``. Raises InvalidInput (kind, name) or Conflict (taken name)."""
+                   name: object, version: object = None) -> Capsule:
+    """Record a new capsule (status provisioning) of ``version`` (None or "": the default);
+    the caller commits, then enqueues ``tasks.provision_capsule``. Raises InvalidInput
+    (kind, name, version) or Conflict (taken name)."""
     if not isinstance(kind, str) or kind not in KINDS:  # a list is no dict key
         raise InvalidInput(f"Unknown capsule kind {str(kind)[:32]!r}: use postgres or redis",
                            field="kind")
     name = validation.capsule_name(name)
+    version = check_version(kind, default_version(settings, kind) if version in (None, "")
+                            else version)
     if session.scalar(select(Capsule).where(Capsule.name == name)):
         raise Conflict(f"Capsule name {name} is already taken", field="name")
     capsule = Capsule(
-        name=name, kind=kind, owner=owner, status=CapsuleStatus.PROVISIONING,
+        name=name, kind=kind, version=version, owner=owner, status=CapsuleStatus.PROVISIONING,
         password_encrypted=encrypt(settings.resolved_secret_key(), secrets.token_urlsafe(32)),
     )
     session.add(capsule)
     session.flush()
     audit.record(session, owner, "capsule.create", target_kind="capsule", target_name=name,
-                 details={"kind": kind})
+                 details={"kind": kind, "version": version})
     return capsule
 
 
@@ -367,13 +424,8 @@ def _start_container(client: docker.DockerClient, settings: Settings, capsule: C
                 container.start()
         except NotFound:
             if not capsule.image:
-                template = (settings.postgres_image if capsule.kind == "postgres"
-                            else settings.redis_image)
-                # The raw list: images.list() inspects each image, and fails when another
-                # process removes one meanwhile.
-                tags = [tag for image in client.api.images() for tag in image.get("RepoTags") or []]
-                capsule.image, capsule.version = choose_capsule_image(
-                    template, tags, settings.bootstrap_repository, capsule.kind)
+                capsule.version = capsule.version or default_version(settings, capsule.kind)
+                capsule.image = _image(client, settings, capsule.kind, capsule.version)
             if not client.networks.list(names=[name]):
                 client.networks.create(name, driver="bridge", labels=labels)
             if not client.volumes.list(filters={"name": name}):
@@ -381,14 +433,62 @@ def _start_container(client: docker.DockerClient, settings: Settings, capsule: C
             container = _run(client, settings, capsule)
         container.reload()
     except ImageNotFound as exc:
-        raise DeployFailed(f"Image {capsule.image} is not on this host: run "
-                           "`slipway images bootstrap --kind postgres --kind redis`") from exc
+        raise DeployFailed(f"Image {capsule.image} is not on this host: run `slipway images "
+                           f"bootstrap --kind {capsule.kind}{capsule.version}`") from exc
     except (DockerException, APIError) as exc:
         raise DeployFailed(f"Could not start the capsule: {runtime.explain(exc)}") from exc
     port = KINDS[capsule.kind].port
     for binding in (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []:
         return int(binding["HostPort"])
     raise DeployFailed("The capsule's container has no published port")
+
+
+def _image(client: docker.DockerClient, settings: Settings, kind: str, version: str) -> str:
+    """The image for a new ``kind`` ``version`` capsule: one this host has, else the
+    template's (Docker pulls it) where a registry answers, else one built now from
+    Debian packages. Raises DeployFailed when that build fails."""
+    template = image_template(settings, kind)
+    # The raw list: images.list() inspects each image, and fails when another
+    # process removes one meanwhile.
+    tags = [tag for image in client.api.images() for tag in image.get("RepoTags") or []]
+    image = choose_capsule_image(template, version, tags, settings.bootstrap_repository, kind)
+    if image is not None:
+        return image
+    candidate = template_for(template, version)
+    if candidate is not None and bootstrap.registry_reachable(client):
+        return candidate
+    return build_image(client, settings, kind, version)
+
+
+def build_image(client: docker.DockerClient, settings: Settings, kind: str,
+                version: str) -> str:
+    """Build ``{bootstrap_repository}/{kind}:{version}`` (and its Debian base) unless it
+    exists; one build at a time on this host. Raises DeployFailed with the reason."""
+    name = f"{kind}{version}"
+    if name not in bootstrap.KINDS:
+        raise DeployFailed(f"{KINDS[kind].label} {version} cannot be built on this host: "
+                           f"choose {_choices(available_versions(kind))}")
+    reference = bootstrap.KINDS[name].reference(settings.bootstrap_repository)
+    started = time.monotonic()
+    logger.info("building %s for a capsule", reference)
+    try:
+        settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Capsules of one version provisioned together wait for one build (the lock goes
+        # with the file); bootstrap_images skips what exists, so the second finds it done.
+        with open(settings.home / "capsule-images.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with tempfile.TemporaryDirectory(prefix="slipway-bootstrap-", dir="/var/tmp") as work:
+                bootstrap.bootstrap_images(
+                    client, repository=settings.bootstrap_repository,
+                    mirror=settings.debian_mirror, workdir=Path(work), kinds=[name],
+                    log=lambda line: logger.debug("bootstrap: %s", line),
+                )
+    except bootstrap.BootstrapError as exc:
+        raise DeployFailed(f"Could not build {reference}: {exc.message}") from exc
+    except (OSError, DockerException) as exc:  # a full disk, Docker gone mid-build
+        raise DeployFailed(f"Could not build {reference}: {exc}") from exc
+    logger.info("built %s in %.1f s", reference, time.monotonic() - started)
+    return reference
 
 
 def _run(client: docker.DockerClient, settings: Settings, capsule: Capsule):

@@ -20,6 +20,7 @@ def capsule_json(capsule: Capsule) -> dict:
     return {
         "name": capsule.name,
         "kind": capsule.kind,
+        # Empty only for a capsule made before versions that was never started.
         "version": capsule.version or None,
         "status": capsule.status.value,
         "error": capsule.error,
@@ -64,7 +65,8 @@ def list_capsules():
 @bp.post("/capsules")
 @require_token
 def create_capsule():
-    """Create a managed database; it is provisioned in the background (202).
+    """Create a managed database of a major version (default: the newest offered); it is
+    provisioned in the background (202), building its image first if the host lacks it.
     ---
     post:
       summary: Create a capsule
@@ -84,7 +86,8 @@ def create_capsule():
     body = _object_body("the capsule's kind and name")
     session = db_session()
     capsule = capsule_service.create_capsule(
-        session, settings(), current_user(), body.get("kind"), body.get("name")
+        session, settings(), current_user(), body.get("kind"), body.get("name"),
+        body.get("version"),
     )
     session.commit()
     tasks.provision_capsule.delay(capsule.id)

@@ -190,7 +190,11 @@ SCHEMAS: dict[str, dict] = {
     "CapsuleCreate": _object({
         "kind": {"enum": ["postgres", "redis"]},
         "name": NAME,
-    }, closed=False),
+        "version": {"type": ["string", "integer"], "pattern": "^[0-9]{1,4}$",
+                    "description": "Major version, e.g. 18 (PostgreSQL) or 8 (Redis): one "
+                                   "this host can build (a 422 names them); default the "
+                                   "newest"},
+    }, required=["kind", "name"], closed=False),
     "CapsuleDelete": _object({"confirm": {
         "type": "string", "description": "The capsule's name, typed back"}}, closed=False),
     "CapsuleAttach": _object({
@@ -201,7 +205,7 @@ SCHEMAS: dict[str, dict] = {
     "Capsule": _object({
         "name": {"type": "string"},
         "kind": {"enum": ["postgres", "redis"]},
-        "version": _nullable("string"),
+        "version": _nullable("string", description="Major version, e.g. 18"),
         "status": {"enum": ["provisioning", "available", "failed"]},
         "error": _nullable("string"),
         "created_at": TIMESTAMP,

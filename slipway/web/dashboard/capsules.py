@@ -30,13 +30,14 @@ def _capsule(name: str) -> Capsule:
 def capsules():
     session_ = db_session()
     errors: dict[str, str] = {}
-    form = {"kind": "postgres", "name": ""}
+    form = {"kind": "postgres", "name": "", "version": ""}
     if request.method == "POST":
         form = {"kind": request.form.get("kind", "")[:32],
-                "name": request.form.get("name", "")[:100]}
+                "name": request.form.get("name", "")[:100],
+                "version": request.form.get("version", "")[:8]}
         try:
             capsule = capsule_service.create_capsule(session_, settings(), g.user, form["kind"],
-                                                     form["name"])
+                                                     form["name"], form["version"])
             session_.commit()
         except SlipwayError as exc:
             session_.rollback()
@@ -47,8 +48,12 @@ def capsules():
             flash(f"Creating {capsule.name}: it becomes available in a few seconds")
             return redirect(url_for("dashboard.capsule", name=capsule.name))
     rows, _total = capsule_service.list_capsules(session_, g.user, limit=1000, offset=0)
+    # Newest first in the version select; "" (the first option) is each kind's default.
+    versions = {kind: capsule_service.available_versions(kind)[::-1] for kind in KIND_CHOICES}
+    defaults = {kind: capsule_service.default_version(settings(), kind) for kind in KIND_CHOICES}
     page = render_template("dashboard/capsules.html", capsules=rows, errors=errors, form=form,
-                           kinds=KIND_CHOICES)
+                           kinds=KIND_CHOICES, versions=versions, defaults=defaults,
+                           labels={k: v.label for k, v in capsule_service.KINDS.items()})
     return page, (422 if errors else 200)
 
 
