@@ -186,8 +186,9 @@ else
     say "No container registry answers: building local base images (existing ones are kept)"
     if "$venv/bin/slipway" images bootstrap --help >/dev/null 2>&1; then
         "${sudo[@]}" "$venv/bin/slipway" images bootstrap
-        # Capsule images: --kind replaces the defaults, so they are a second call.
-        "${sudo[@]}" "$venv/bin/slipway" images bootstrap --kind postgres --kind redis
+        # Capsule images of the default (newest) versions: --kind replaces the defaults,
+        # so they are a second call. Other versions are built when a capsule asks for one.
+        "${sudo[@]}" "$venv/bin/slipway" images bootstrap --kind postgres18 --kind redis8
     else
         # The same defaults, for a checkout whose CLI is not importable.
         "${sudo[@]}" "$venv/bin/python" -m slipway.builder.bootstrap

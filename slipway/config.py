@@ -47,12 +47,21 @@ class Settings(BaseSettings):
 
     # Base images: "{version}" is replaced by the runtime version an app asks for.
     python_image: str = "python:{version}-slim"
-    python_default_version: str = "3.12"
+    # Dependencies install on the build image (compilers, headers), the app runs on the
+    # one above; the full official images have gcc and the usual -dev packages.
+    python_build_image: str = "python:{version}"
+    # Heroku's default for new apps: the newest Python.
+    python_default_version: str = "3.14"
     node_image: str = "node:{version}-slim"
-    # A Node major: what an app without engines.node gets, when this host has it.
-    node_default_version: str = "20"
-    postgres_image: str = "postgres:16"
-    redis_image: str = "redis:7"
+    node_build_image: str = "node:{version}"
+    # A Node major: what an app without engines.node gets (the active LTS, as on Heroku).
+    node_default_version: str = "24"
+    # Capsule images: "{version}" is replaced by the capsule's major version; where the
+    # host lacks that image, {bootstrap_repository}/postgres:{version} (or redis) is used,
+    # built from Debian packages on first use. Without "{version}", one fixed image that
+    # serves only the version of its tag (as older settings had: slipway/postgres:15).
+    postgres_image: str = "postgres:{version}"
+    redis_image: str = "redis:{version}"
     # Where `slipway images bootstrap` puts the images it builds from Debian packages.
     bootstrap_repository: str = "slipway"
     debian_mirror: str = "http://deb.debian.org/debian"
@@ -128,6 +137,9 @@ class Settings(BaseSettings):
 
     # Capsules (managed PostgreSQL and Redis)
     capsule_memory: str = "256m"
+    # The major version of a capsule created without one; empty: the newest offered.
+    postgres_default_version: str = ""
+    redis_default_version: str = ""
     # Seconds a new capsule may take to accept an authenticated connection.
     capsule_ready_timeout: float = 60.0
     capsule_ready_interval: float = 0.05

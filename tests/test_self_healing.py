@@ -96,7 +96,8 @@ def test_a_build_whose_worker_died_is_failed_and_its_log_ended(lease_settings, r
         assert build.log.startswith("-----> Building image\n !     The worker stopped")
     entries = [fields for _, fields in client.xrange(key)]
     assert entries[-1] == {"end": "failed"}
-    assert entries[-2] == {"line": " !     Push rejected: the running release keeps serving"}
+    # The app never deployed: nothing serves it.
+    assert entries[-2] == {"line": " !     Push rejected: nothing was deployed"}
     with session_scope(lease_settings.database) as session:  # safe to run twice
         assert builds.fail_stale_builds(lease_settings, session, client) == []
 

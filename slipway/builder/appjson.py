@@ -1,15 +1,23 @@
-"""app.json: the health checks an app declares, in Dokku's shape, as plain data.
+"""app.json: the health checks (Dokku's shape) and config vars (Heroku's ``env``) an
+app declares, as plain data.
 
-Only the ``healthchecks`` key is read; the rest of app.json (Heroku's ``env``,
-``scripts``, ...) is left alone. A check looks like::
+The ``healthchecks`` and ``env`` keys are read; the rest of app.json (``scripts``,
+``addons``, ...) is left alone. A check looks like::
 
     {"healthchecks": {"web": [{"type": "startup", "path": "/health",
                                "timeout": 5, "attempts": 5, "wait": 1,
                                "initialDelay": 0, "content": "ok"}]}}
 
-Every value is validated here; a bad one raises BuildError with a key-path
-message (``app.json healthchecks/web/0/path: must start with /``) so the push
-is rejected before anything is built.
+and ``env`` as on Heroku, each key a string (its value) or an object::
+
+    {"env": {"SECRET_KEY": {"description": "Django's", "generator": "secret"},
+             "WEB_CONCURRENCY": {"value": "3"}, "LOG_LEVEL": "info",
+             "STRIPE_KEY": {"required": true}}}
+
+Every value is validated here (config keys themselves by the platform's
+validator); a bad one raises BuildError with a key-path message
+(``app.json healthchecks/web/0/path: must start with /``) so the push is
+rejected before anything is built.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from slipway.builder.detect import read_source_file
@@ -36,6 +45,68 @@ MAX_CONTENT = 1024
 _PATH_RE = re.compile(r"^/[\x21-\x7e]*\Z")
 
 
+# Keys of one env entry (Heroku's); "description" and "order" are for people and forms.
+ENV_KEYS = ("description", "value", "required", "generator", "order")
+GENERATORS = ("secret",)
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """One entry of app.json ``env``: a ``value`` or a ``generator`` to set it from on
+    the app's first deploy, or neither (the user sets it); ``required`` as on Heroku
+    (true unless said otherwise)."""
+
+    key: str
+    value: str | None = None
+    generator: str | None = None
+    required: bool = True
+
+
+def read_env(source_dir: Path) -> list[EnvVar]:
+    """The config vars app.json declares (``[]`` without an app.json or ``env`` key).
+
+    Raises BuildError naming the key path of the first bad entry. Keys are only
+    checked to be strings: whether they are valid config keys is the platform's to say.
+    """
+    text = read_source_file(source_dir, APP_JSON, limit=256 * 1024)
+    return [] if text is None else parse_env(text)
+
+
+def parse_env(text: str) -> list[EnvVar]:
+    """Parse app.json text; see :func:`read_env`."""
+    declared = _document(text).get("env")
+    if declared is None:
+        return []
+    if not isinstance(declared, dict):
+        raise _bad("env", "must be an object of config vars, e.g. {\"SECRET_KEY\": {...}}")
+    found = []
+    for key, entry in declared.items():
+        where = f"env/{_shown_key(key)}"
+        if isinstance(entry, str):  # Heroku's shorthand for {"value": ...}
+            found.append(EnvVar(key, value=entry))
+            continue
+        if not isinstance(entry, dict):
+            raise _bad(where, "must be a string (its value) or an object")
+        for name in entry:
+            if name not in ENV_KEYS:
+                raise _bad(f"{where}/{_shown_key(name)}",
+                           f"is not supported (use {', '.join(ENV_KEYS)})")
+        value, generator = entry.get("value"), entry.get("generator")
+        if value is not None and not isinstance(value, str):
+            raise _bad(f"{where}/value", "must be a string")
+        if generator is not None and generator not in GENERATORS:
+            raise _bad(f"{where}/generator", f"must be one of {', '.join(GENERATORS)}")
+        if value is not None and generator is not None:
+            raise _bad(where, "has both a value and a generator: give one")
+        required = entry.get("required", True)
+        if not isinstance(required, bool):
+            raise _bad(f"{where}/required", "must be true or false")
+        if not isinstance(entry.get("description", ""), str):
+            raise _bad(f"{where}/description", "must be a string")
+        found.append(EnvVar(key, value=value, generator=generator, required=required))
+    return found
+
+
 def read_healthchecks(source_dir: Path) -> tuple[dict[str, list[dict]], list[str]]:
     """The startup checks app.json declares, by process type, and notes for the build log.
 
@@ -52,13 +123,7 @@ def read_healthchecks(source_dir: Path) -> tuple[dict[str, list[dict]], list[str
 
 def parse_healthchecks(text: str) -> tuple[dict[str, list[dict]], list[str]]:
     """Parse app.json text; see :func:`read_healthchecks`."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BuildError(f"{APP_JSON}: not valid JSON ({exc.msg}, line {exc.lineno} "
-                         f"column {exc.colno})") from None
-    if not isinstance(document, dict):
-        raise BuildError(f"{APP_JSON}: must be a JSON object")
+    document = _document(text)
     if "healthchecks" not in document:
         return {}, []
     declared = document["healthchecks"]
@@ -82,6 +147,17 @@ def parse_healthchecks(text: str) -> tuple[dict[str, list[dict]], list[str]]:
         paths = ", ".join(check.get("path", "/") for check in found)
         notes.append(f"Health checks of {ptype} from {APP_JSON}: {paths}")
     return checks, notes
+
+
+def _document(text: str) -> dict:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BuildError(f"{APP_JSON}: not valid JSON ({exc.msg}, line {exc.lineno} "
+                         f"column {exc.colno})") from None
+    if not isinstance(document, dict):
+        raise BuildError(f"{APP_JSON}: must be a JSON object")
+    return document
 
 
 def _parse_check(item: object, where: str) -> dict | None:

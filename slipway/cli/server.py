@@ -163,6 +163,20 @@ def up() -> None:
             supervisor.check()
     finally:
         supervisor.stop()
+        _stop_nginx(settings)
+
+
+def _stop_nginx(settings: Settings) -> None:
+    """Stop the router's nginx, which runs detached from every part: the router stops
+    it as it exits, but not when it was killed (by ``Supervisor.stop``'s deadline) or
+    lay dead awaiting its restart. Found by pid and by config path, so ``slipway up``
+    leaves nothing running."""
+    from slipway.router.errors import RouterError
+
+    try:
+        _nginx(settings).stop()
+    except RouterError as exc:
+        logging.getLogger(__name__).error("could not stop nginx: %s", exc.message)
 
 
 @cli.command("users:create")

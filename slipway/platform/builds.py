@@ -13,18 +13,19 @@ from pathlib import Path
 import docker
 import redis
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from slipway.builder.appjson import read_healthchecks
+from slipway.builder.appjson import read_env, read_healthchecks
 from slipway.builder.build import build_image
-from slipway.builder.detect import detect, read_source_file
+from slipway.builder.detect import apply_build_config, detect, read_source_file
 from slipway.builder.image_refs import image_references, refused_reference
-from slipway.builder.images import resolve_base_image
+from slipway.builder.images import OnDemand, resolve_base_images
 from slipway.builder.limits import Limits, parse_size
 from slipway.builder.plan import BuildError
 from slipway.builder.unpack import unpack_source
 from slipway.config import Settings
-from slipway.platform import audit, healthchecks, leases, runtime
+from slipway.platform import audit, capsules, config_vars, healthchecks, leases, runtime
 from slipway.platform.apps import app_url
 from slipway.platform.config_vars import get_config
 from slipway.platform.db import paginate, session_scope
@@ -127,20 +128,35 @@ def _run(
             raise SlipwayError(low_disk)
         unpack_source(source_archive(settings, build), workdir,
                       max_bytes=settings.max_push_bytes)
-        plan = detect(workdir)
+        # Config vars reach the build as on Heroku: DISABLE_COLLECTSTATIC.
+        plan = apply_build_config(detect(workdir),
+                                  get_config(settings.resolved_secret_key(), app))
         declared_checks, check_notes = read_healthchecks(workdir)
+        declared_env = read_env(workdir)
+        config_vars.check_declared(declared_env)
         log.step(f"{STACK_NAMES.get(plan.stack, plan.stack)} app detected")
         for note in (*plan.notes, *check_notes):
             log(f"       {note}")
-        base_image = None
+        # app.json env, set on the first deploy before the build (as Heroku sets it when
+        # it creates the app), so the build and this release's config have it.
+        seeded = config_vars.seed_from_app_json(
+            session, settings.resolved_secret_key(), app, declared_env,
+            provided=capsules.capsule_env(session, settings, app),
+            limits=config_vars.ConfigLimits.of(settings))
+        for note in seeded.notes():
+            log(f"       {note}")
+        base_image = build_base = None
         if plan.stack in ("python", "node"):
-            base_image, notes = resolve_base_image(
+            base_image, build_base, notes = resolve_base_images(
                 client,
                 getattr(settings, f"{plan.stack}_image"),
+                getattr(settings, f"{plan.stack}_build_image"),
                 plan.runtime_version,
                 getattr(settings, f"{plan.stack}_default_version"),
                 settings.bootstrap_repository,
                 language=plan.stack,
+                request=plan.runtime_request,
+                on_demand=OnDemand(mirror=settings.debian_mirror, log=log),
             )
             for note in notes:
                 log(f"       {note}")
@@ -154,7 +170,7 @@ def _run(
         image_id = build_image(
             client, workdir, plan, base_image=base_image or "", tag=tag, labels=labels,
             log=log, timeout=settings.build_timeout, limits=build_limits_of(settings),
-            instance=settings.instance_id,
+            instance=settings.instance_id, build_base=build_base,
         )
         timings["build"] = time.monotonic() - started
         if runtime.run_as(client, image_id, settings.allow_root):
@@ -176,6 +192,13 @@ def _run(
             user_id=build.user_id,
         )
         pusher = session.get(User, build.user_id) if build.user_id else None
+        if seeded.set or seeded.generated:
+            # Keys only: values are secrets.
+            audit.record(session, pusher, "config.change", target_kind="app",
+                         target_name=app.name, app=app,
+                         details={"set": sorted([*seeded.set, *seeded.generated]),
+                                  "unset": [], "release": release.version,
+                                  "source": "app.json"})
         audit.record(session, pusher, "deploy", target_kind="app", target_name=app.name,
                      app=app, details={"release": release.version, "build": build.id,
                                        "commit": build.commit})
@@ -329,4 +352,15 @@ def _failed(build: Build, log: LogWriter, message: str) -> None:
     # Each line of a multi-line message (a container's last output) is its own log line.
     for line in message.splitlines() or [""]:
         log(f" !     {line}".rstrip())
-    log(" !     Push rejected: the running release keeps serving")
+    if _serving(build):
+        log(" !     Push rejected: the running release keeps serving")
+    else:
+        log(" !     Push rejected: nothing was deployed")
+
+
+def _serving(build: Build) -> bool:
+    """Whether the app has a release serving (a failed first push deployed nothing)."""
+    try:
+        return build.app.current_release_id is not None
+    except SQLAlchemyError:
+        return True  # the database cannot say: the usual message

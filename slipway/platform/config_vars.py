@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from slipway.builder.appjson import EnvVar
 from slipway.config import Settings
 from slipway.platform import validation
-from slipway.platform.errors import BadRequest
+from slipway.platform.errors import BadRequest, InvalidInput
 from slipway.platform.models import App, ConfigVar
 from slipway.platform.secrets import decrypt, encrypt
 
@@ -68,3 +71,74 @@ def apply_changes(
             var.value_encrypted = encrypt(secret_key, value)
     session.flush()
     return get_config(secret_key, app)
+
+
+def check_declared(declared: Sequence[EnvVar]) -> None:
+    """Refuse app.json ``env`` entries whose key or value config vars cannot have.
+
+    Raises InvalidInput naming the key path (``app.json env/my-key: ...``).
+    """
+    for var in declared:
+        try:
+            validation.config_key(var.key)
+            if var.value is not None:
+                validation.config_value(var.key, var.value)
+        except InvalidInput as exc:
+            shown = var.key if len(var.key) <= 40 else var.key[:40] + "…"
+            raise InvalidInput(f"app.json env/{shown}: {exc.message}",
+                               field=f"env/{shown}") from None
+
+
+@dataclass
+class Seeded:
+    """What app.json ``env`` did to an app's config (names only: values are secrets)."""
+
+    set: list[str] = field(default_factory=list)
+    generated: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """Lines for the push output."""
+        lines = []
+        if self.set or self.generated:
+            names = [*self.set, *(f"{key} (generated)" for key in self.generated)]
+            lines.append(f"Config vars set from app.json: {', '.join(sorted(names))}")
+        for key in self.missing:
+            lines.append(f"app.json env/{key} is required and not set: "
+                         f"slipway config:set {key}=...")
+        return lines
+
+
+def seed_from_app_json(
+    session: Session, secret_key: str, app: App, declared: Sequence[EnvVar], *,
+    provided: Iterable[str] = (), limits: ConfigLimits | None,
+) -> Seeded:
+    """Set what app.json ``env`` declares, on the app's first deploy only.
+
+    Before the app has ever deployed, each entry with a ``value`` or ``"generator":
+    "secret"`` (64 hex characters) whose key is not set yet gets set; later deploys
+    never set or overwrite anything, so a value the user changed or unset stays so.
+    ``provided`` are keys set another way (attached capsules' URLs): never touched.
+    Required entries without a value that are still unset are reported, not refused:
+    nothing can ask for them in a push, and the health check tells whether the app
+    runs without them. Raises InvalidInput when the config would exceed ``limits``.
+    """
+    have = set(get_config(secret_key, app)) | set(provided)
+    seeded = Seeded()
+    changes: dict[str, str | None] = {}
+    if app.current_release_id is None:
+        for var in declared:
+            if var.key in have:
+                continue
+            if var.value is not None:
+                changes[var.key] = var.value
+                seeded.set.append(var.key)
+            elif var.generator == "secret":
+                changes[var.key] = secrets.token_hex(32)
+                seeded.generated.append(var.key)
+    if changes:
+        apply_changes(session, secret_key, app, changes, limits=limits)
+    seeded.missing = [var.key for var in declared
+                      if var.required and var.value is None and var.generator is None
+                      and var.key not in have]
+    return seeded

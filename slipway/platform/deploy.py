@@ -87,6 +87,8 @@ def start_processes(
                     web.append((container_id, address))
         timings["start"] = time.monotonic() - started_at
         checks = healthchecks.web_checks(settings, release.healthchecks)
+        # Asked as users ask, through the router: host-checking apps answer the same.
+        front = healthchecks.front(settings, release.app.name)
         # Containers boot in parallel; checking them one after the other costs little more.
         for container_id, address in web:
             if address is None:
@@ -94,7 +96,7 @@ def start_processes(
             for check in checks:
                 runtime.wait_healthy(client, container_id, address, check,
                                      timeout=settings.health_timeout,
-                                     interval=settings.health_interval)
+                                     interval=settings.health_interval, front=front)
         timings["health"] = time.monotonic() - started_at - timings["start"]
     except DeployFailed:
         for container_id in new:

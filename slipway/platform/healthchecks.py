@@ -3,14 +3,22 @@
 A release stores its resolved checks (``Release.healthchecks``), so a restart,
 a scale or a rollback checks the new containers exactly as the deploy of that
 release did. Releases made before health checks were stored (NULL) get the
-settings' default check.
+settings' default check. Every probe asks as users do (:class:`Front`): the app's
+own host and the router's proxy headers.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import asdict, dataclass
 
 from slipway.config import Settings
+from slipway.platform import certificates
+from slipway.platform.domains import default_host
+
+USER_AGENT = "slipway-healthcheck"
+# The client address the probe claims: the router's host, where the probe comes from.
+PROBE_CLIENT = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -68,3 +76,53 @@ def web_checks(settings: Settings, stored: dict | None) -> list[HealthCheck]:
     if not stored or not stored.get("web"):
         return [default_check(settings)]
     return [HealthCheck(**check) for check in stored["web"]]
+
+
+@dataclass(frozen=True)
+class Front:
+    """How users reach an app: through the router, at its default host.
+
+    A probe sends what the router sends (see the ``proxy_set_header`` lines of
+    ``slipway.router.nginx``), so an app that checks Host (Django's ALLOWED_HOSTS)
+    or X-Forwarded-Proto (a redirect to HTTPS, a secure-cookie check) answers its
+    health check as it answers users, not as it answers a stranger at its IP.
+    """
+
+    host: str
+    port: int
+    https: bool
+
+    @property
+    def http_host(self) -> str:
+        """The Host header users send: the host, with the port when not the scheme's own."""
+        return self.host if self.port == (443 if self.https else 80) else f"{self.host}:{self.port}"
+
+    @property
+    def proto(self) -> str:
+        return "https" if self.https else "http"
+
+    def headers(self) -> dict[str, str]:
+        """The headers of one probe request (a new request id each call)."""
+        return {
+            "Host": self.http_host,
+            "User-Agent": USER_AGENT,
+            "X-Real-IP": PROBE_CLIENT,
+            "X-Forwarded-For": PROBE_CLIENT,
+            "X-Forwarded-Proto": self.proto,
+            "X-Forwarded-Host": self.http_host,
+            "X-Forwarded-Port": str(self.port),
+            # nginx's $request_id: 32 hex digits.
+            "X-Request-Id": secrets.token_hex(16),
+        }
+
+    def describe(self) -> str:
+        return f"Host {self.http_host}, X-Forwarded-Proto {self.proto}"
+
+
+def front(settings: Settings, app_name: str) -> Front:
+    """How users reach ``app_name`` now: over HTTPS once its default host has a
+    certificate (the router then redirects HTTP there), else over HTTP."""
+    host = default_host(settings, app_name)
+    https = settings.tls != "off" and certificates.store(settings).get(host) is not None
+    return Front(host=host, port=settings.https_port if https else settings.http_port,
+                 https=https)

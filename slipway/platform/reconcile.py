@@ -31,7 +31,7 @@ from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from slipway.config import Settings
-from slipway.platform import builds, formation, lifecycle, routing, runtime
+from slipway.platform import builds, formation, healthchecks, lifecycle, routing, runtime
 from slipway.platform.db import session_scope
 from slipway.platform.deploy import app_lock, apply_formation
 from slipway.platform.errors import SlipwayError
@@ -112,7 +112,7 @@ def _reconcile(session: Session, settings: Settings, redis_client: redis.Redis) 
                 lock.release()
 
     web = runtime.app_containers(client, settings.instance_id, process="web")
-    unrouted = _crash_looping(client, settings.instance_id, web, default_check(settings))
+    unrouted = _crash_looping(client, settings, web, default_check(settings))
     unrouted |= retiring(redis_client, settings, [c["Id"] for c in web])
     try:
         routes = routing.current_routes(session, client, settings, exclude=unrouted)
@@ -220,7 +220,7 @@ def _clear_dead_deploys(
 
 
 def _crash_looping(
-    client: docker.DockerClient, instance: str, web: list[dict], check: HealthCheck,
+    client: docker.DockerClient, settings: Settings, web: list[dict], check: HealthCheck,
 ) -> set[str]:
     """Web containers in a crash loop that do not answer HTTP now: no traffic for them.
 
@@ -232,8 +232,10 @@ def _crash_looping(
         if c["Id"] not in crashed_containers(client, [c]):
             continue
         address = runtime.address(c, runtime.network_name(
-            instance, c["Labels"].get(runtime.LABEL_APP, "")))
-        if address is None or runtime.probe(address, check) != (True, None):
+            settings.instance_id, c["Labels"].get(runtime.LABEL_APP, "")))
+        # Asked as the deploy asked: with the app's host, as the router sends it.
+        front = healthchecks.front(settings, c["Labels"].get(runtime.LABEL_APP_NAME, ""))
+        if address is None or runtime.probe(address, check, front) != (True, None):
             looping.add(c["Id"])
     return looping
 

@@ -20,7 +20,7 @@ from docker.errors import APIError, DockerException, NotFound
 
 from slipway.builder.dockerfile import APP_UID
 from slipway.platform.errors import DeployFailed
-from slipway.platform.healthchecks import HealthCheck
+from slipway.platform.healthchecks import USER_AGENT, Front, HealthCheck
 
 logger = logging.getLogger(__name__)
 
@@ -323,9 +323,11 @@ def address(container: dict, network: str) -> str | None:
 
 def wait_healthy(
     client: docker.DockerClient, container_id: str, address: str, check: HealthCheck, *,
-    timeout: float, interval: float,
+    timeout: float, interval: float, front: Front | None = None,
 ) -> float:
     """Wait until the app passes ``check`` at ``address`` (``ip:port``); returns seconds taken.
+
+    Each request carries ``front``'s headers (the app's host, as the router sends it).
 
     Until the app accepts connections it is booting: polled every ``interval``
     for up to ``timeout`` seconds. Once it answers, each answer that fails the
@@ -339,15 +341,16 @@ def wait_healthy(
     deadline = time.monotonic() + timeout
     polls = failures = 0
     while True:
-        listening, reason = probe(address, check)
+        listening, reason = probe(address, check, front)
         if listening and reason is None:
             return time.monotonic() - started
         if listening:
             failures += 1
             if failures >= check.attempts:
+                asked = f" (asked with {front.describe()})" if front else ""
                 raise DeployFailed(
                     f"Health check {check.describe()} failed {failures} time(s), last: "
-                    f"{reason}\n" + _logs_note(client, container_id))
+                    f"{reason}{asked}\n" + _logs_note(client, container_id))
             wait = check.wait
         else:
             if time.monotonic() >= deadline:
@@ -358,7 +361,8 @@ def wait_healthy(
         polls += 1
         if (not listening and polls % 10 == 0 or listening) \
                 and _status(client, container_id) not in ("running", "created"):
-            raise DeployFailed("The web process exited before passing its health check\n"
+            raise DeployFailed("The web process exited before passing its health check"
+                               + _exit_hint(client, container_id) + "\n"
                                + _logs_note(client, container_id))
         time.sleep(wait)
 
@@ -367,16 +371,20 @@ def wait_healthy(
 _MAX_CHECK_BODY = 1024 * 1024
 
 
-def probe(address: str, check: HealthCheck) -> tuple[bool, str | None]:
-    """One request of ``check`` to ``address`` (``ip:port``).
+def probe(
+    address: str, check: HealthCheck, front: Front | None = None,
+) -> tuple[bool, str | None]:
+    """One request of ``check`` to ``address`` (``ip:port``), with ``front``'s headers
+    (Host and X-Forwarded-* as the router sends them) when given.
 
     Returns (False, None) when nothing answers (refused or closed: still booting),
     (True, None) for a pass, and (True, reason) for an answer that fails it.
     """
     host, _, port = address.rpartition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=check.timeout)
+    headers = front.headers() if front else {"User-Agent": USER_AGENT}
     try:
-        conn.request("GET", check.path, headers={"User-Agent": "slipway-healthcheck"})
+        conn.request("GET", check.path, headers=headers)
         response = conn.getresponse()
         body = response.read(_MAX_CHECK_BODY)
     except TimeoutError:
@@ -392,6 +400,25 @@ def probe(address: str, check: HealthCheck) -> tuple[bool, str | None]:
             return True, f"answered {status} without {check.content!r} in its body"
         return True, None
     return True, f"answered {status}"
+
+
+# What a shell's exit status says about the command it was given (the Procfile's).
+_EXIT_HINTS = {
+    126: "its command is not executable: check the Procfile's web line (a script needs "
+         "its executable bit, `git update-index --chmod=+x FILE`)",
+    127: "its command was not found: the Procfile's web line names a program the image "
+         "does not have; fix the Procfile or add the package that provides it",
+}
+
+
+def _exit_hint(client: docker.DockerClient, container_id: str) -> str:
+    """``: <why>`` for an exit status that names its cause, else nothing."""
+    try:
+        code = client.api.inspect_container(container_id)["State"].get("ExitCode")
+    except (NotFound, KeyError):
+        return ""
+    hint = _EXIT_HINTS.get(code)
+    return f" (exit status {code}): {hint}" if hint else ""
 
 
 def _logs_note(client: docker.DockerClient, container_id: str) -> str:

@@ -198,6 +198,9 @@ class Nginx:
         # may hold others besides (an adopted nginx: hosts long gone).
         self._posted_certificates: dict[str, str] = {}
         self._stray_certificates = True
+        # The master this object started or adopted, kept apart from the pid file so
+        # stop() finds it even when that file is gone or names another process.
+        self._master: int | None = None
         self._lock = threading.RLock()
 
     # --- the public operations ---------------------------------------------
@@ -226,8 +229,9 @@ class Nginx:
         """
         with self._lock:
             if self.running():
+                self._master = self.pid()
                 log.info("nginx already running from %s (pid %s); adopting it",
-                         self.paths.root, self.pid())
+                         self.paths.root, self._master)
                 self.apply(table)
                 return
             started = time.monotonic()
@@ -393,45 +397,65 @@ class Nginx:
         return int(text) if text is not None and text.isdigit() else None
 
     def stop(self) -> None:
-        """Stop the nginx master named in the pid file, and its workers.
+        """Stop every nginx master running this state dir's config, and their workers.
 
-        Asks for a graceful stop (SIGQUIT: finish in-flight requests), then after
-        ``stop_timeout`` a fast one (SIGTERM), then kills master and workers.
-        Returns when they are gone; a missing or stale pid file is not an error.
-        Raises NginxError only if the processes survive SIGKILL.
+        The masters are the one in the pid file, the one this object started or
+        adopted, and any other found in /proc with this config (a pid file can be
+        missing or stale: removed by a start that did not recognise the running
+        master, or not yet written by one just launched). A reload in progress in
+        this object finishes first (the lock). Asks for a graceful stop (SIGQUIT:
+        finish in-flight requests), then after ``stop_timeout`` a fast one
+        (SIGTERM), then kills masters and workers. Returns once no master of this
+        config is left; none running is not an error. Raises NginxError only if
+        they survive SIGKILL.
         """
         with self._lock:
             self._live = self._posted = None
             self._posted_certificates, self._stray_certificates = {}, True
-            pid = self.pid()
-            if pid is None or not self._is_master(pid):
-                with contextlib.suppress(FileNotFoundError):
-                    self.paths.pid.unlink()
-                self._remove_runtime()
-                return
-            workers = _children(pid)
-            for sig, wait in ((signal.SIGQUIT, self.stop_timeout), (signal.SIGTERM, 5.0)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-                if _wait_gone([pid], wait):
+            stopped: list[int] = []
+            # Again until none is found: one may have been launched meanwhile.
+            for _ in range(3):
+                masters = self._masters()
+                if not masters:
                     break
+                self._stop_masters(masters)
+                stopped += masters
             else:
-                log.warning("nginx (pid %d) ignored SIGQUIT and SIGTERM; killing it", pid)
-                workers = sorted(set(workers) | set(_children(pid)))
-                for victim in [pid, *workers]:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(victim, signal.SIGKILL)
-            # A SIGKILLed master leaves its workers (still holding the port) behind.
-            leftovers = [w for w in workers if _alive(w)]
-            for worker in leftovers:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker, signal.SIGKILL)
-            if not _wait_gone([pid, *leftovers], 5.0):
-                raise NginxError(f"nginx (pid {pid}) did not exit after SIGKILL")
+                raise NginxError(f"nginx masters of {self.paths.conf} keep coming back")
+            self._master = None
             with contextlib.suppress(FileNotFoundError):
                 self.paths.pid.unlink()
             self._remove_runtime()
-            log.info("nginx (pid %d) stopped", pid)
+            if stopped:
+                log.info("nginx (pid %s) stopped", ", ".join(map(str, stopped)))
+
+    def _masters(self) -> list[int]:
+        """Live nginx masters of this state dir's config (see :meth:`stop`)."""
+        named = {pid for pid in (self.pid(), self._master)
+                 if pid is not None and self._is_master(pid)}
+        return sorted(named | set(_masters_of(self.paths.conf)))
+
+    def _stop_masters(self, masters: list[int]) -> None:
+        workers = {w for pid in masters for w in _children(pid)}
+        for sig, wait in ((signal.SIGQUIT, self.stop_timeout), (signal.SIGTERM, 5.0)):
+            for pid in masters:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            if _wait_gone(masters, wait):
+                break
+        else:
+            log.warning("nginx (pid %s) ignored SIGQUIT and SIGTERM; killing it", masters)
+            workers |= {w for pid in masters for w in _children(pid)}
+            for victim in [*masters, *workers]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(victim, signal.SIGKILL)
+        # A SIGKILLed master leaves its workers (still holding the port) behind.
+        leftovers = [w for w in workers if _alive(w)]
+        for worker in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
+        if not _wait_gone([*masters, *leftovers], 5.0):
+            raise NginxError(f"nginx (pid {masters}) did not exit after SIGKILL")
 
     def command(self, *extra: str, conf: Path | None = None) -> list[str]:
         """The nginx command line for this state dir, plus ``extra`` arguments."""
@@ -738,6 +762,7 @@ class Nginx:
                     f"{self.reload_timeout:g} s", detail=self._error_log_tail(),
                 )
             time.sleep(_POLL_INTERVAL)
+        self._master = self.pid()
 
     def _wait_for_generation(self, generation: int, timeout: float) -> None:
         """Poll the probe on fresh connections until it answers ``generation``."""
@@ -788,12 +813,7 @@ class Nginx:
             return False
         except OSError:
             return True  # no /proc to ask: trust the pid file
-        # The master rewrites its title to "nginx: master process <argv...>".
-        words = title.replace(b"\0", b" ").decode(errors="replace").split()
-        if words[:3] != ["nginx:", "master", "process"]:
-            return False
-        conf = str(self.paths.conf)
-        return any(a == "-c" and b == conf for a, b in zip(words, words[1:], strict=False))
+        return _is_master_title(title, self.paths.conf)
 
     def _run(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         try:
@@ -871,6 +891,29 @@ def _alive(pid: int) -> bool:
             return True
         return True
     return fields[0] not in ("Z", "X")
+
+
+def _is_master_title(title: bytes, conf: Path) -> bool:
+    """Whether a /proc cmdline is an nginx master's running ``conf``."""
+    # The master rewrites its title to "nginx: master process <argv...>".
+    words = title.replace(b"\0", b" ").decode(errors="replace").split()
+    if words[:3] != ["nginx:", "master", "process"]:
+        return False
+    return any(a == "-c" and b == str(conf) for a, b in zip(words, words[1:], strict=False))
+
+
+def _masters_of(conf: Path) -> list[int]:
+    """Pids of live nginx masters running ``conf``, found in /proc (none without /proc)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            title = entry.read_bytes()
+        except OSError:
+            continue
+        pid = int(entry.parent.name)
+        if _is_master_title(title, conf) and _alive(pid):
+            found.append(pid)
+    return found
 
 
 def _children(pid: int) -> list[int]:

@@ -100,13 +100,23 @@ def test_kind_names_pick_single_images_or_every_version_of_one() -> None:
     def names(*asked: str) -> list[str]:
         return [kind.name for kind in resolve_kinds(asked)]
 
-    assert names("python") == ["python3.11", "python3.13"]
+    assert names("python") == ["python3.11", "python3.13", "python3.14", "python3.11-build",
+                               "python3.13-build", "python3.14-build"]
     assert names("python3.13") == ["python3.13"]
-    assert names("python3.13", "python", "redis") == ["python3.13", "python3.11", "redis"]
-    assert names(*DEFAULT_KINDS) == ["python3.11", "python3.13", "node18", "node20"]
-    assert names("node") == ["node18", "node20"]
+    assert names("python3.13", "python", "redis") == [
+        "python3.13", "python3.11", "python3.14", "python3.11-build", "python3.13-build",
+        "python3.14-build", "redis7", "redis8"]
+    assert names("postgres18", "redis7") == ["postgres18", "redis7"]
+    # node24's binaries are fetched by the Node 20 image's npm.
+    assert names(*DEFAULT_KINDS) == ["python3.11", "python3.14", "python3.14-build", "node20",
+                                     "node24", "node24-build"]
+    assert names("node") == ["node18", "node20", "node22", "node24", "node20-build",
+                             "node22-build", "node24-build"]
     assert kind_choices() == [
-        "node", "node18", "node20", "postgres", "python", "python3.11", "python3.13", "redis"]
+        "node", "node18", "node20", "node20-build", "node22", "node22-build", "node24",
+        "node24-build", "postgres", "postgres15", "postgres17", "postgres18", "python",
+        "python3.11", "python3.11-build", "python3.13", "python3.13-build", "python3.14",
+        "python3.14-build", "redis", "redis7", "redis8"]
     with pytest.raises(BootstrapError, match="unknown image kind python3.12"):
         resolve_kinds(["python3.12"])
 

@@ -20,7 +20,7 @@ from docker.errors import DockerException, ImageNotFound
 
 from slipway.builder.build import _Output, build_image
 from slipway.builder.detect import detect
-from slipway.builder.images import resolve_base_image
+from slipway.builder.images import resolve_base_images
 from slipway.builder.plan import BuildError, BuildPlan
 from tests.support import TEST_LABEL, TEST_RUN, free_port, wait_for
 
@@ -61,12 +61,19 @@ def _remove_everything_from_this_run(client: docker.DockerClient) -> None:
 
 @pytest.fixture(scope="module")
 def base_image(client: docker.DockerClient) -> str:
-    image, _ = resolve_base_image(client, "python:{version}-slim", None, "3.12", "slipway")
+    """The run image; its build image is remembered for ``build``."""
+    image, build_base, _ = resolve_base_images(
+        client, "python:{version}-slim", "python:{version}", None, "3.14", "slipway")
     try:
         client.images.get(image)
     except ImageNotFound:
         pytest.skip("no python base image: run slipway images bootstrap")
+    BUILD_BASES[image] = build_base
     return image
+
+
+# Run image -> build image, as resolve_base_images paired them.
+BUILD_BASES: dict[str, str] = {}
 
 
 @pytest.fixture
@@ -93,8 +100,8 @@ def build(client, source: Path, plan: BuildPlan, base: str, *, labels=None, time
     log = Log()
     tag = f"slipway-test/{name}:{TEST_RUN}-{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
-    image_id = build_image(client, source, plan, base_image=base, tag=tag,
-                           labels=labels or LABELS, log=log, timeout=timeout)
+    image_id = build_image(client, source, plan, base_image=base, build_base=BUILD_BASES.get(base),
+                           tag=tag, labels=labels or LABELS, log=log, timeout=timeout)
     return image_id, log, tag, time.monotonic() - started
 
 
@@ -143,12 +150,16 @@ def test_flask_app_builds_serves_and_rebuilds_code_only_from_cache(client, base_
     print(f"code-only rebuild: {seconds:.3f} s")
     assert second_id != first_id
     assert second_log.after(pip_step) == " ---> Using cache"
-    assert second_log.after("Step 9/9 : COPY --chown=10001:10001 . .") != " ---> Using cache"
+    assert second_log.after("Step 15/15 : COPY --chown=10001:10001 . .") != " ---> Using cache"
+    # The venv copied from the build stage is reused too: only the code layer is new.
+    assert second_log.after("Step 13/15 : COPY --from=build /app/.venv /app/.venv") == (
+        " ---> Using cache")
     assert seconds < 5.0
 
     def install_layer(image_id: str) -> str:
         history = client.api.history(image_id)
-        return next(h["Id"] for h in history if "pip install" in h["CreatedBy"])
+        # The venv the build stage installed, as the run stage copied it.
+        return next(h["Id"] for h in history if "in /app/.venv" in h["CreatedBy"])
 
     assert install_layer(second_id) == install_layer(first_id)
 
@@ -181,7 +192,7 @@ def test_broken_requirements_fail_with_the_pip_error(client, base_image, flask_a
     with pytest.raises(BuildError) as info:
         build(client, flask_app, plan, base_image, name="broken")
     message = info.value.message
-    assert message.startswith("The build failed at step 7/9 (RUN [\"/app/.venv/bin/pip\", ")
+    assert message.startswith('The build failed at step 7/15 (RUN ["python3", "-m", "pip", ')
     assert "returned a non-zero code: 1" in message
     assert "flask==0.0.999" in message.split("Last lines of output:")[1]
     assert "\x1b" not in message
@@ -246,7 +257,7 @@ def test_missing_base_image_says_how_to_get_one(client, flask_app):
     with pytest.raises(BuildError) as info:
         build(client, flask_app, plan, missing, name="nobase")
     message = info.value.message
-    assert message.startswith(f"The build failed at step 1/9 (FROM {missing})")
+    assert message.startswith(f"The build failed at step 1/15 (FROM {missing} AS build)")
     assert message.endswith(
         "The base image is not on this host and could not be pulled: "
         "run `slipway images bootstrap` on hosts without a registry"
@@ -323,3 +334,38 @@ def test_output_error_names_the_step_and_quotes_its_output_only():
         "Last lines of output:\n"
         "  ERROR: No matching distribution found for nope"
     )
+
+
+def test_a_missing_header_is_named_with_what_to_change():
+    output = _Output(Log())
+    output.consume(FakeResponse([
+        b'{"stream":"Step 7/15 : RUN [\\"python3\\", \\"-m\\", \\"pip\\"]\\n"}\n',
+        b'{"stream":"  fastyaml.c:2:10: fatal error: yaml.h: No such file or directory\\n"}\n',
+        b'{"stream":"  error: command \'/usr/bin/gcc\' failed with exit code 1\\n"}\n',
+        b'{"error":"The command returned a non-zero code: 1"}\n',
+    ]))
+    assert output.failure().endswith(
+        "\nA package compiles against yaml.h, which the build image lacks (it has the headers "
+        "of libpq, libffi, OpenSSL, libjpeg, zlib, MariaDB, libxml2 and libxslt): use a version "
+        "of the package that ships a binary wheel or prebuilt addon, or build with your own "
+        "Dockerfile that installs its -dev package")
+    output = _Output(Log())
+    output.consume(FakeResponse([
+        b'{"stream":"Step 7/15 : RUN pip install psycopg2\\n"}\n',
+        b'{"stream":"Error: pg_config executable not found.\\n"}\n',
+        b'{"error":"The command returned a non-zero code: 1"}\n',
+    ]))
+    assert "\nA package compiles against pg_config, which the build image lacks" in (
+        output.failure())
+
+
+def test_build_phases_of_a_two_stage_build():
+    output = _Output(Log())
+    steps = ["FROM b AS build", "RUN pip install", "FROM r", "COPY --from=build /app/.venv x",
+             "USER 10001", "COPY --chown=10001:10001 . .", "RUN python manage.py collectstatic"]
+    output.consume(FakeResponse([
+        f'{{"stream":"Step {i}/7 : {step}\\n"}}\n'.encode() for i, step in enumerate(steps, 1)
+    ]))
+    assert list(output.phases()) == ["build stage", "run stage", "dependency copy", "code copy",
+                                     "collectstatic"]
+    assert _Output(Log()).phases() == {}

@@ -52,7 +52,9 @@ def express(stack, tmp_path_factory):
     assert result.returncode == 0, result.stderr
     assert "remote: -----> Node.js app detected" in result.stderr
     assert "Installing dependencies from package-lock.json with npm ci" in result.stderr
-    assert 'Using slipway/node:20 (engines.node ">=18")' in result.stderr
+    # ">=18" admits the default, Node 24 (the active LTS); 18 itself is past its end of life.
+    assert 'Using slipway/node:24 (engines.node ">=18")' in result.stderr
+    assert "FROM slipway/node:24-build AS build" in result.stderr
     assert "remote: -----> Deployed v1" in result.stderr
     return repo
 
@@ -78,12 +80,12 @@ def test_impossible_engines_range_is_rejected_and_the_old_release_serves(stack, 
     before = stack.fetch("express").text
     remote_before = stack.git("ls-remote", "slipway", "refs/heads/main", cwd=express).stdout
     package = json.loads((express / "package.json").read_text())
-    package["engines"] = {"node": ">=22"}
+    package["engines"] = {"node": ">=26"}
     (express / "package.json").write_text(json.dumps(package, indent=2) + "\n")
-    commit(stack, express, "node 22")
+    commit(stack, express, "node 26")
     result = push(stack, express)
     assert result.returncode != 0
-    assert 'engines.node ">=22" cannot be met: this host has Node 18, 20' in result.stderr
+    assert 'engines.node ">=26" cannot be met: this host builds Node 20, 22, 24' in result.stderr
     assert "Push rejected: the running release keeps serving" in result.stderr
     assert stack.fetch("express").text == before
     assert stack.git("ls-remote", "slipway", "refs/heads/main", cwd=express).stdout == (

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from slipway.config import Settings
-from slipway.platform import deploy
+from slipway.platform import deploy, healthchecks
 from slipway.platform.errors import DeployFailed
 
 
@@ -19,8 +19,9 @@ def fake_docker(monkeypatch):
         address = f"172.18.0.{len(calls['started'])}:5000"
         return container_id, address if spec["ports"] else None
 
-    def wait_healthy(client, container_id, address, check, *, timeout, interval):
+    def wait_healthy(client, container_id, address, check, *, timeout, interval, front):
         calls["checked"].append((container_id, check.path))
+        calls["front"] = front
         if container_id == "c1":
             raise DeployFailed("The web process exited before answering HTTP:\nboom")
         return 0.1
@@ -78,3 +79,11 @@ def test_web_concurrency_is_a_default_the_app_config_overrides():
     settings = Settings(web_concurrency=3)
     assert deploy.process_env(settings, {"A": "1"}) == {"WEB_CONCURRENCY": "3", "A": "1"}
     assert deploy.process_env(settings, {"WEB_CONCURRENCY": "1"}) == {"WEB_CONCURRENCY": "1"}
+
+
+def test_web_containers_are_checked_as_users_reach_them(fake_docker, tmp_path):
+    settings = Settings(home=tmp_path, instance="i1", domain="apps.example.com",
+                        http_port=8080)
+    deploy.start_processes(None, settings, RELEASE, {}, {"web": 1})
+    assert fake_docker["front"] == healthchecks.Front(host="shop.apps.example.com",
+                                                      port=8080, https=False)

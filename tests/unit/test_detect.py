@@ -9,6 +9,7 @@ from slipway.builder.detect import (
     DETECTORS,
     NO_WEB_PROCESS,
     Detector,
+    apply_build_config,
     detect,
     normalise_python_version,
     requires_python_lower_bound,
@@ -518,3 +519,82 @@ def test_non_utf8_and_oversized_files(tmp_path):
     (tmp_path / "Procfile").unlink()
     (tmp_path / "Procfile").mkdir()
     assert error_of(tmp_path) == "Procfile is not a regular file"
+
+
+def test_where_the_python_version_came_from_is_kept_for_messages(tmp_path):
+    tree(tmp_path, {"requirements.txt": "flask\n", "app.py": FLASK_APP,
+                    "runtime.txt": "python-3.7.3\n"})
+    plan = detect(tmp_path)
+    assert (plan.runtime_version, plan.runtime_request) == (
+        "3.7", "runtime.txt asks for python-3.7.3")
+    assert detect(tree(tmp_path / "b", {"pyproject.toml": PYPROJECT_311, "app.py": FLASK_APP})
+                  ).runtime_request == "requires-python in pyproject.toml asks for >=3.11"
+
+
+PYPROJECT_311 = '[project]\nname = "x"\nrequires-python = ">=3.11"\ndependencies = ["flask"]\n'
+
+
+# ------------------------------------------------------------------ collectstatic
+
+MANAGE_PY = (
+    "import os, sys\n"
+    "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'mysite.settings')\n"
+)
+SETTINGS = (
+    "INSTALLED_APPS = ['django.contrib.auth', 'django.contrib.staticfiles', 'whitenoise']\n"
+    "STATIC_ROOT = BASE_DIR / 'staticfiles'\n"
+)
+
+
+def django(root: Path, **files: str) -> Path:
+    return tree(root, {"manage.py": MANAGE_PY, "mysite/__init__.py": "",
+                       "mysite/wsgi.py": "application = get_wsgi_application()\n",
+                       "mysite/settings.py": SETTINGS,
+                       "requirements.txt": "Django==6.0.*\nwhitenoise\ngunicorn\n", **files})
+
+
+def test_a_django_app_with_staticfiles_runs_collectstatic(tmp_path):
+    plan = detect(django(tmp_path))
+    assert plan.collectstatic
+    assert plan.processes == {"web": "gunicorn --bind 0.0.0.0:$PORT mysite.wsgi"}
+    assert ("Django app: `python manage.py collectstatic --noinput` runs after the code is "
+            "copied (DISABLE_COLLECTSTATIC=1 skips it)") in plan.notes
+
+
+def test_a_settings_package_is_read_whole(tmp_path):
+    manage = MANAGE_PY.replace("mysite.settings", "config.settings.production")
+    plan = detect(django(tmp_path, **{
+        "manage.py": manage, "config/__init__.py": "", "config/settings/__init__.py": "",
+        "config/settings/base.py": SETTINGS,
+        "config/settings/production.py": "from .base import *\n",
+        "Procfile": "web: gunicorn config.wsgi\n"}))
+    assert plan.collectstatic
+
+
+def test_no_collectstatic_without_staticfiles_or_django_or_when_disabled(tmp_path):
+    plan = detect(django(tmp_path / "a", **{"mysite/settings.py": "INSTALLED_APPS = []\n"}))
+    assert not plan.collectstatic
+    assert "django.contrib.staticfiles is not in mysite/settings.py: no collectstatic" in (
+        plan.notes)
+    # manage.py without Django among the dependencies: not a Django app to Heroku either.
+    assert not detect(django(tmp_path / "b", **{"requirements.txt": "flask\ngunicorn\n"})
+                      ).collectstatic
+    for env in ('{"env": {"DISABLE_COLLECTSTATIC": "1"}}',
+                '{"env": {"DISABLE_COLLECTSTATIC": {"value": "1"}}}'):
+        plan = detect(django(tmp_path / "c", **{"app.json": env}))
+        assert not plan.collectstatic
+        assert "DISABLE_COLLECTSTATIC is set in app.json: no collectstatic" in plan.notes
+    assert detect(django(tmp_path / "d", **{"app.json": '{"env": {"DISABLE_COLLECTSTATIC": '
+                                                          '"0"}}'})).collectstatic
+
+
+@pytest.mark.parametrize(("value", "runs"), [("1", False), ("true", False), ("0", True),
+                                             ("", True), (None, True)])
+def test_disable_collectstatic_from_the_apps_config(tmp_path, value, runs):
+    plan = detect(django(tmp_path))
+    config = {} if value is None else {"DISABLE_COLLECTSTATIC": value}
+    changed = apply_build_config(plan, config)
+    assert changed.collectstatic is runs
+    if not runs:
+        assert changed.notes[-1] == "DISABLE_COLLECTSTATIC is set: no collectstatic"
+        assert not any(note.startswith("Django app:") for note in changed.notes)

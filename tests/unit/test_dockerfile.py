@@ -19,6 +19,7 @@ from slipway.builder.plan import BuildError, BuildPlan
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "dockerfile"
 BASE = "slipway/python:3.11"
+BUILD = "slipway/python:3.11-build"
 LABELS = {"slipway.managed": "1", "slipway.app": "demo"}
 
 PLANS: dict[str, tuple[BuildPlan, dict[str, str]]] = {
@@ -69,6 +70,11 @@ PLANS: dict[str, tuple[BuildPlan, dict[str, str]]] = {
         BuildPlan(stack="python", installer="pipenv", dependency_files=("Pipfile", "Pipfile.lock")),
         LABELS,
     ),
+    "django_collectstatic": (
+        BuildPlan(stack="python", installer="pip", dependency_files=("requirements.txt",),
+                  collectstatic=True, processes={"web": "gunicorn mysite.wsgi"}),
+        LABELS,
+    ),
     "hostile_labels": (
         BuildPlan(stack="python", installer="pip", dependency_files=("requirements.txt",)),
         {'a "quoted" key': 'say "hi"', "dollar": "$HOME ${PATH} $(id)", "back\\slash": "C:\\x\\",
@@ -80,7 +86,7 @@ PLANS: dict[str, tuple[BuildPlan, dict[str, str]]] = {
 @pytest.mark.parametrize("name", sorted(PLANS))
 def test_golden(name):
     plan, labels = PLANS[name]
-    rendered = render_dockerfile(plan, BASE, labels)
+    rendered = render_dockerfile(plan, BASE, labels, BUILD)
     path = GOLDEN / f"{name}.Dockerfile"
     if os.environ.get("UPDATE_GOLDEN"):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,32 +101,46 @@ def instructions(text: str) -> list[str]:
     return [line for line in joined.splitlines() if line and not line.startswith("#")]
 
 
+def stages(text: str) -> tuple[list[str], list[str]]:
+    """The instructions of the build stage and of the run stage."""
+    steps = instructions(text)
+    second = [i for i, step in enumerate(steps) if step.startswith("FROM ")][1]
+    return steps[:second], steps[second:]
+
+
 @pytest.mark.parametrize("name", sorted(PLANS))
-def test_code_copy_is_last_unless_the_install_needs_code(name):
+def test_code_copy_comes_last_but_collectstatic_in_the_run_stage(name):
     plan, labels = PLANS[name]
-    steps = instructions(render_dockerfile(plan, BASE, labels))
+    build, run = stages(render_dockerfile(plan, BASE, labels, BUILD))
     code_copy = "COPY --chown=10001:10001 . ."
-    assert steps.count(code_copy) == 1
-    if plan.install_after_copy:
-        assert steps.index(code_copy) < len(steps) - 1
-        assert steps[-1] == "USER 10001"
-    else:
-        assert steps[-1] == code_copy
-        assert steps[-2] == "USER 10001"
+    assert build[0] == f"FROM {BUILD} AS build" and run[0] == f"FROM {BASE}"
+    # Installs happen in the build stage only, the code copy in the run stage only.
+    assert not any("pip" in step for step in run)
+    assert run.count(code_copy) == 1
+    assert ("COPY . ." in build) == plan.install_after_copy
+    tail = [code_copy, 'RUN ["python", "manage.py", "collectstatic", "--noinput"]']
+    assert run[-3:] == ["USER 10001", *tail] if plan.collectstatic else run[-2:] == [
+        "USER 10001", code_copy]
     # What does not depend on the code comes first, in this order.
-    heads = [step.split()[0] for step in steps[:5]]
-    assert heads == ["FROM", "LABEL", "ENV", "RUN", "WORKDIR"] if labels else heads[:4] == [
-        "FROM", "ENV", "RUN", "WORKDIR"]
+    heads = [step.split()[0] for step in run[:7]]
+    assert heads == ["FROM", "LABEL", "ENV", "RUN", "WORKDIR", "COPY", "USER"] if labels else (
+        heads[:6] == ["FROM", "ENV", "RUN", "WORKDIR", "COPY", "USER"])
+    assert "COPY --from=build /app/.venv /app/.venv" in run
+
+
+def test_one_image_for_both_stages_without_a_build_image():
+    build, run = stages(render_dockerfile(PLANS["pip_requirements"][0], BASE, {}))
+    assert build[0] == f"FROM {BASE} AS build" and run[0] == f"FROM {BASE}"
 
 
 def test_dependency_files_are_copied_before_their_install():
     plan, labels = PLANS["pip_nested_requirements"]
-    steps = instructions(render_dockerfile(plan, BASE, labels))
-    assert steps[5:9] == [
+    build, _ = stages(render_dockerfile(plan, BASE, labels, BUILD))
+    assert build[5:] == [
         'COPY ["requirements.txt", "constraints.txt", "./"]',
         'COPY ["requirements/base.txt", "requirements/common.txt", "requirements/"]',
-        'RUN ["/app/.venv/bin/pip", "install", "-r", "requirements.txt"]',
-        "USER 10001",
+        'RUN ["python3", "-m", "pip", "--python", "/app/.venv/bin/python", "install", "-r", '
+        '"requirements.txt"]',
     ]
 
 
@@ -138,7 +158,8 @@ def test_environment_and_user():
                  "PIP_DISABLE_PIP_VERSION_CHECK=1", "PIP_NO_CACHE_DIR=1",
                  "VIRTUAL_ENV=/app/.venv",
                  "PATH=/app/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                 "useradd --uid 10001", "python3 -m venv /app/.venv", "USER 10001\n"):
+                 "useradd --uid 10001", '["python3", "-m", "venv", "--without-pip", "/app/.venv"]',
+                 "USER 10001\n"):
         assert line in text
 
 
@@ -173,6 +194,8 @@ def test_labels_with_control_characters_are_refused(bad):
 def test_hostile_base_image_names_are_refused(image):
     with pytest.raises(BuildError, match="Invalid base image name"):
         render_dockerfile(PLANS["pip_requirements"][0], image, {})
+    with pytest.raises(BuildError, match="Invalid base image name"):
+        render_dockerfile(PLANS["pip_requirements"][0], BASE, {}, image or " ")
 
 
 def test_hostile_plan_values_are_refused_or_inert():
@@ -199,7 +222,8 @@ def test_hostile_plan_values_are_refused_or_inert():
     # A dependency with shell syntax is one JSON argument: no shell reads it.
     plan = BuildPlan(stack="python", installer="pip",
                      dependencies=('x ; python_version > "$(id)"',))
-    assert 'RUN ["/app/.venv/bin/pip", "install", "x ; python_version > \\"$(id)\\""]' in (
+    assert ('RUN ["python3", "-m", "pip", "--python", "/app/.venv/bin/python", "install", '
+            '"x ; python_version > \\"$(id)\\""]') in (
         render_dockerfile(plan, BASE, {}))
     assert render_dockerfile(base, BASE, {})
 

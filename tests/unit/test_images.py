@@ -5,58 +5,69 @@ from types import SimpleNamespace
 import pytest
 from docker.errors import APIError, ImageNotFound
 
-from slipway.builder.images import choose_image, resolve_base_image, template_image
+from slipway.builder import images
+from slipway.builder.images import (
+    OnDemand,
+    choose_python_version,
+    python_listing,
+    resolve_base_image,
+    resolve_base_images,
+    template_image,
+)
 from slipway.builder.plan import BuildError
 
-BOOT = ["slipway/python:3.11", "slipway/python:3.13", "slipway/python:latest",
-        "slipway/python:3.12.1", "other/python:3.12", "slipway/node:3.12", "slipway/python:2.7"]
+HOST = [(3, 11), (3, 13), (3, 14)]
+LISTING = "Python 3.11, 3.13, 3.14 (3.10 and 3.12 get 3.11 and 3.13)"
 
 
 @pytest.mark.parametrize(
-    ("available", "wanted", "expected"),
+    ("wanted", "expected", "notes"),
     [
-        (BOOT, "3.11", "slipway/python:3.11"),
-        (BOOT, "3.12", "slipway/python:3.13"),  # nearest higher minor of the same major
-        (BOOT, "3.10", "slipway/python:3.11"),
-        (BOOT, "3.14", "slipway/python:3.13"),  # none higher: the highest there is
-        (BOOT, "4.0", "slipway/python:3.13"),
-        (BOOT, "2.6", "slipway/python:2.7"),
-        (["slipway/python:3.9", "slipway/python:3.10"], "3.12", "slipway/python:3.10"),
-        (BOOT, "garbage", "slipway/python:3.13"),
+        ("3.14", (3, 14), []),
+        ("3.11", (3, 11), []),
+        ("3.12", (3, 13), ["Python 3.12 requested; this host has no 3.12: using the nearest "
+                           "newer, 3.13"]),
+        ("3.10", (3, 11), ["Python 3.10 requested; this host has no 3.10: using the nearest "
+                           "newer, 3.11"]),
     ],
 )
-def test_choose_image(available, wanted, expected):
-    chosen = choose_image(available, wanted, repository="slipway")
-    assert chosen is not None
-    assert chosen[0] == expected
-
-
-def test_choose_image_notes():
-    assert choose_image(BOOT, "3.11", repository="slipway") == (
-        "slipway/python:3.11", ["Using slipway/python:3.11 (built by `slipway images bootstrap`)"]
-    )
-    assert choose_image(["slipway/python:3.11"], "3.12", repository="slipway") == (
-        "slipway/python:3.11",
-        ["Python 3.12 requested; this host has 3.11: using slipway/python:3.11"],
-    )
-    assert choose_image(["slipway/python:3.11"], "3.12", repository="slipway", requested=False) == (
-        "slipway/python:3.11",
-        ["Python 3.12 is the default; this host has 3.11: using slipway/python:3.11"],
-    )
+def test_choose_python_version_exact_or_the_nearest_newer_minor(wanted, expected, notes):
+    assert choose_python_version(HOST, wanted, request=f".python-version asks for {wanted}") == (
+        expected, notes)
 
 
 @pytest.mark.parametrize(
-    "available",
-    [[], ["slipway/python:latest", "slipway/python:3"], ["other/python:3.11"],
-     ["slipway/node:20.1"], ["slipway/python:3.11-slim"]],
+    ("request_", "wanted", "message"),
+    [
+        ("runtime.txt asks for python-3.7.3", "3.7",
+         f"runtime.txt asks for python-3.7.3, which reached its end of life: this host builds "
+         f"{LISTING}"),
+        (".python-version asks for 3.9", "3.9",
+         f".python-version asks for 3.9, which reached its end of life: this host builds "
+         f"{LISTING}"),
+        ("runtime.txt asks for python-2.7.18", "2.7",
+         f"runtime.txt asks for python-2.7.18, which reached its end of life: this host builds "
+         f"{LISTING}"),
+        # Never an older one: 3.15 is not given 3.14.
+        (".python-version asks for 3.15", "3.15",
+         f".python-version asks for 3.15, which this host cannot build: it builds {LISTING}"),
+        (".python-version asks for 4.0", "4.0",
+         f".python-version asks for 4.0, which this host cannot build: it builds {LISTING}"),
+        (None, "3.8",
+         "SLIPWAY_PYTHON_DEFAULT_VERSION asks for Python 3.8, which reached its end of life: "
+         f"this host builds {LISTING}"),
+    ],
 )
-def test_choose_image_without_candidates(available):
-    assert choose_image(available, "3.12", repository="slipway") is None
+def test_versions_the_host_cannot_give_are_refused_naming_what_it_can(request_, wanted, message):
+    with pytest.raises(BuildError) as info:
+        choose_python_version(HOST, wanted, request=request_)
+    assert info.value.message == message
 
 
-def test_choose_image_other_language_and_repository():
-    assert choose_image(["acme/node:18.2", "acme/node:20.11"], "20.11", repository="acme",
-                        language="node")[0] == "acme/node:20.11"
+def test_python_listing():
+    assert python_listing(HOST) == LISTING
+    assert python_listing([(3, 13)]) == "Python 3.13 (3.10, 3.11 and 3.12 get 3.13)"
+    assert python_listing([(3, 11), (3, 12)]) == "Python 3.11, 3.12 (3.10 gets 3.11)"
 
 
 def test_template_image_leaves_other_braces_alone():
@@ -88,37 +99,82 @@ def client(local: list[str], error: Exception | None = None) -> SimpleNamespace:
     return SimpleNamespace(images=FakeImages(local, error))
 
 
-def resolve(c, version):
-    return resolve_base_image(c, "python:{version}-slim", version, "3.12", "slipway")
+def resolve(c, version, *, on_demand=None, request=None):
+    return resolve_base_images(c, "python:{version}-slim", "python:{version}", version, "3.14",
+                               "slipway", request=request, on_demand=on_demand)
 
 
-def test_template_image_first_when_present():
+BOOTSTRAPPED = ["slipway/python:3.11", "slipway/python:3.11-build", "slipway/python:3.13",
+                "slipway/python:3.13-build", "slipway/python:3.14", "slipway/python:3.14-build"]
+
+
+def test_template_images_first_when_present():
     c = client(["python:3.11-slim", "slipway/python:3.11"])
-    assert resolve(c, "3.11") == ("python:3.11-slim", ["Using python:3.11-slim"])
+    assert resolve(c, "3.11") == ("python:3.11-slim", "python:3.11", ["Using python:3.11-slim"])
     assert c.images.calls == [("get", "python:3.11-slim")]
 
 
 def test_default_version_when_none_requested():
-    c = client(["python:3.12-slim"])
-    assert resolve(c, None) == ("python:3.12-slim", ["Using python:3.12-slim"])
+    assert resolve(client(BOOTSTRAPPED), None) == (
+        "slipway/python:3.14", "slipway/python:3.14-build",
+        ["Using slipway/python:3.14 (built by `slipway images bootstrap`)"])
 
 
-def test_bootstrap_image_when_template_missing():
-    c = client(["slipway/python:3.11"])
-    assert resolve(c, "3.12") == (
-        "slipway/python:3.11",
-        ["Python 3.12 requested; this host has 3.11: using slipway/python:3.11"],
+def test_bootstrap_images_when_the_template_is_missing():
+    c = client(BOOTSTRAPPED)
+    assert resolve(c, "3.12", request=".python-version asks for 3.12") == (
+        "slipway/python:3.13", "slipway/python:3.13-build",
+        ["Python 3.12 requested; this host has no 3.12: using the nearest newer, 3.13",
+         "Using slipway/python:3.13 (built by `slipway images bootstrap`)"],
     )
     assert c.images.calls == [("get", "python:3.12-slim"), ("list", "slipway/python")]
 
 
+def test_end_of_life_is_refused_before_anything_is_built(monkeypatch):
+    monkeypatch.setattr(images, "_build_on_demand", lambda *a, **k: pytest.fail("built"))
+    with pytest.raises(BuildError) as info:
+        resolve(client(["slipway/python:3.14"]), "3.7",
+                request="runtime.txt asks for python-3.7.3",
+                on_demand=OnDemand(mirror="http://m", log=print))
+    assert info.value.message == (
+        f"runtime.txt asks for python-3.7.3, which reached its end of life: this host builds "
+        f"{LISTING}")
+
+
+def test_a_version_the_host_can_build_is_built_on_demand(monkeypatch):
+    built = []
+    monkeypatch.setattr(images, "_build_on_demand",
+                        lambda client, kinds, repository, on_demand, what: built.append(
+                            (kinds, what)))
+    on_demand = OnDemand(mirror="http://m", log=print)
+    run, build, _ = resolve(client(["slipway/python:3.14", "slipway/python:3.14-build"]), "3.10",
+                            on_demand=on_demand)
+    assert (run, build) == ("slipway/python:3.11", "slipway/python:3.11-build")
+    assert built == [(["python3.11-build"], "Python 3.11")]
+    built.clear()
+    resolve(client(BOOTSTRAPPED), "3.13", on_demand=on_demand)
+    assert built == []  # there already
+
+
+def test_a_runtime_image_made_before_build_images_installs_on_itself():
+    run, build, notes = resolve(client(["slipway/python:3.11"]), "3.11")
+    assert (run, build) == ("slipway/python:3.11", "slipway/python:3.11")
+    assert notes[0].startswith("slipway/python:3.11-build is not on this host: installing on ")
+
+
 def test_template_name_when_nothing_is_local():
-    image, notes = resolve(client([]), None)
-    assert image == "python:3.12-slim"
+    run, build, notes = resolve(client([]), None)
+    assert (run, build) == ("python:3.14-slim", "python:3.14")
     assert notes == [
-        "python:3.12-slim is not on this host: Docker will pull it (on hosts without a registry, "
-        "run `slipway images bootstrap` for a local Python image)"
+        "python:3.14-slim is not on this host: Docker will pull it (on hosts without a "
+        "registry, run `slipway images bootstrap` for a local Python image)"
     ]
+
+
+def test_resolve_base_image_is_the_run_image_alone():
+    assert resolve_base_image(client(BOOTSTRAPPED), "python:{version}-slim", None, "3.13",
+                              "slipway") == (
+        "slipway/python:3.13", ["Using slipway/python:3.13 (built by `slipway images bootstrap`)"])
 
 
 def test_docker_errors_become_build_errors():

@@ -15,16 +15,18 @@ from pathlib import Path
 
 import pytest
 
+from slipway.builder import images
 from slipway.builder.build import CONTEXT_DOCKERFILE, build_context
 from slipway.builder.detect import NO_NODE_WEB_PROCESS, detect
 from slipway.builder.dockerfile import render_node_dockerfile
-from slipway.builder.images import _resolve_node, choose_node_major
+from slipway.builder.images import choose_node_major, resolve_base_images
 from slipway.builder.plan import BuildError, BuildPlan, NothingToBuild
 from slipway.builder.semver import RangeError, admits_major
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "dockerfile"
 BASE = "slipway/node:20"
+BUILD = "slipway/node:20-build"
 LABELS = {"slipway.managed": "1", "slipway.app": "demo"}
 
 
@@ -247,7 +249,7 @@ def test_unreadable_engines_is_a_build_error():
         choose_node_major([18, 20], "banana", 20)
     assert info.value.message == (
         'engines.node "banana" in package.json is not a version range '
-        "(not a version: 'banana'): write one such as \">=18\" or \"20.x\""
+        "(not a version: 'banana'): write one such as \">=20\" or \"22.x\""
     )
 
 
@@ -276,37 +278,75 @@ class FakeClient:
         self.images = FakeImages(list(references))
 
 
+def resolve(client, engines, on_demand=None):
+    return resolve_base_images(client, "node:{version}-slim", "node:{version}", engines, "24",
+                               "slipway", "node", on_demand=on_demand)
+
+
+BOOTSTRAPPED = ("slipway/node:18", "slipway/node:20", "slipway/node:20-build", "slipway/node:24",
+                "slipway/node:24-build", "slipway/python:3.11")
+
+
 def test_resolve_node_from_bootstrap_images():
-    client = FakeClient("slipway/node:18", "slipway/node:20", "slipway/python:3.11")
-    assert _resolve_node(client, "node:{version}-slim", "^18", "20", "slipway") == (
-        "slipway/node:18", ['Using slipway/node:18 (engines.node "^18")'])
-    assert _resolve_node(client, "node:{version}-slim", None, "20", "slipway") == (
-        "slipway/node:20", ["Using slipway/node:20 (Node 20 is the default)"])
+    client = FakeClient(*BOOTSTRAPPED)
+    assert resolve(client, "^20") == (
+        "slipway/node:20", "slipway/node:20-build", ['Using slipway/node:20 (engines.node "^20")'])
+    assert resolve(client, None) == (
+        "slipway/node:24", "slipway/node:24-build",
+        ["Using slipway/node:24 (Node 24 is the default)"])
+    # Node 18 is past its end of life: never chosen, even when its image is there.
+    assert resolve(client, ">=18")[0] == "slipway/node:24"
+
+
+def test_a_runtime_image_without_its_build_image_installs_on_the_runtime_image():
+    run, build, notes = resolve(FakeClient("slipway/node:20"), "20.x")
+    assert (run, build) == ("slipway/node:20", "slipway/node:20")
+    assert notes[-1] == ("slipway/node:20-build is not on this host: installing on "
+                         "slipway/node:20 (run `slipway images bootstrap --kind node20-build` "
+                         "to build addons)")
+
+
+def test_a_major_the_host_can_build_is_built_on_demand(monkeypatch):
+    built = []
+    monkeypatch.setattr(images, "_build_on_demand",
+                        lambda client, kinds, repository, on_demand, what: built.append(kinds))
+    on_demand = images.OnDemand(mirror="http://m", log=print)
+    assert resolve(FakeClient(*BOOTSTRAPPED), "22.x", on_demand)[:2] == (
+        "slipway/node:22", "slipway/node:22-build")
+    assert built == [["node22-build"]]
+    # Without on-demand builds, only what is there counts.
+    with pytest.raises(BuildError, match='cannot be met: this host builds Node 20, 24$'):
+        resolve(FakeClient(*BOOTSTRAPPED), "22.x")
 
 
 def test_resolve_node_prefers_template_images():
     client = FakeClient("node:22-slim", "slipway/node:20")
-    assert _resolve_node(client, "node:{version}-slim", ">=22", "20", "slipway")[0] == (
-        "node:22-slim")
+    assert resolve(client, ">=22")[:2] == ("node:22-slim", "node:22")
 
 
-def test_impossible_engines_range_is_refused_with_what_the_host_has():
-    client = FakeClient("slipway/node:18", "slipway/node:20")
+@pytest.mark.parametrize(("engines", "message"), [
+    (">=26", 'engines.node ">=26" cannot be met: this host builds Node 20, 24'),
+    ("16.x", 'engines.node "16.x" asks for Node 16, which reached its end of life: '
+             "this host builds Node 20, 24"),
+    ("^18.17", 'engines.node "^18.17" asks for Node 18, which reached its end of life: '
+               "this host builds Node 20, 24"),
+])
+def test_impossible_or_end_of_life_engines_are_refused_with_what_the_host_has(engines, message):
     with pytest.raises(BuildError) as info:
-        _resolve_node(client, "node:{version}-slim", ">=22", "20", "slipway")
-    assert info.value.message == 'engines.node ">=22" cannot be met: this host has Node 18, 20'
+        resolve(FakeClient(*BOOTSTRAPPED), engines)
+    assert info.value.message == message
 
 
 def test_no_images_at_all_falls_back_to_pulling_the_template():
-    image, notes = _resolve_node(FakeClient(), "node:{version}-slim", "^22", "20", "slipway")
-    assert image == "node:22-slim"
+    run, build, notes = resolve(FakeClient(), "^22")
+    assert (run, build) == ("node:22-slim", "node:22")
     assert notes == [
         "node:22-slim is not on this host: Docker will pull it (on hosts without a registry, "
         "run `slipway images bootstrap` for a local Node.js image)"
     ]
-    with pytest.raises(BuildError, match=r'^engines.node "\^12" cannot be met: Slipway knows '
-                                         r"Node 18, 20, 22, 24$"):
-        _resolve_node(FakeClient(), "node:{version}-slim", "^12", "20", "slipway")
+    with pytest.raises(BuildError, match=r'^engines.node "\^12" asks for Node 12, which reached '
+                                         r"its end of life: this host builds Node 20, 22, 24$"):
+        resolve(FakeClient(), "^12")
 
 
 # ------------------------------------------------------------------ Dockerfile
@@ -338,7 +378,7 @@ PLANS: dict[str, BuildPlan] = {
 
 @pytest.mark.parametrize("name", sorted(PLANS))
 def test_golden(name):
-    rendered = render_node_dockerfile(PLANS[name], BASE, LABELS)
+    rendered = render_node_dockerfile(PLANS[name], BASE, LABELS, BUILD)
     path = GOLDEN / f"{name}.Dockerfile"
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(rendered)
@@ -367,6 +407,18 @@ def test_layer_order(name):
     else:
         assert steps[code + 1] == "USER 10001"
     assert "NODE_ENV=production" in steps[1]
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_addons_compile_in_the_build_stage_and_only_its_results_reach_the_run_stage(name):
+    steps = instructions(render_node_dockerfile(PLANS[name], BASE, {}, BUILD))
+    second = [i for i, step in enumerate(steps) if step.startswith("FROM ")][1]
+    build, run = steps[:second], steps[second:]
+    assert build[0] == f"FROM {BUILD} AS build" and run[0] == f"FROM {BASE}"
+    install = [s for s in build if s.startswith("RUN") and "--global" not in s]
+    assert len(install) == 1 and not any(s == install[0] for s in run)
+    copies = [s for s in run if s.startswith("COPY")]
+    assert copies == ["COPY --from=build /app /app", "COPY --chown=10001:10001 . ."]
 
 
 def test_npm_flags_follow_the_build_script():

@@ -1,6 +1,21 @@
 # Rendered by Slipway for a Node.js app; it is not part of the app's files.
-# Dependencies are installed before the code is copied, so a push that changes
-# only code reuses every layer before the code copy.
+# Dependencies are installed in a build stage (node-gyp's compilers and headers)
+# and copied into the run stage before the code, so a push that changes only
+# code reuses every layer before the code copy.
+FROM slipway/node:20-build AS build
+LABEL "slipway.app"="demo" \
+      "slipway.managed"="1"
+ENV NODE_ENV=production \
+    npm_config_update_notifier=false \
+    npm_config_fund=false \
+    npm_config_audit=false \
+    YARN_ENABLE_TELEMETRY=0 \
+    PATH=/app/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+WORKDIR /app
+RUN ["npm", "install", "--global", "@yarnpkg/cli-dist@4.1.1"]
+COPY ["package.json", "yarn.lock", "./"]
+RUN yarn install --immutable
+
 FROM slipway/node:20
 LABEL "slipway.app"="demo" \
       "slipway.managed"="1"
@@ -15,8 +30,7 @@ RUN useradd --uid 10001 --user-group --home-dir /app --no-create-home \
  && install -d -o 10001 -g 10001 /app
 WORKDIR /app
 RUN ["npm", "install", "--global", "@yarnpkg/cli-dist@4.1.1"]
-COPY ["package.json", "yarn.lock", "./"]
-RUN yarn install --immutable
+COPY --from=build /app /app
 COPY --chown=10001:10001 . .
 RUN yarn build \
  && yarn workspaces focus --all --production
