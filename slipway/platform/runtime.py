@@ -299,10 +299,38 @@ def start(
         container.reload()
     except DockerException as exc:
         raise DeployFailed(f"Could not start container: {explain(exc)}") from exc
-    ip = ((container.attrs["NetworkSettings"].get("Networks") or {})
-          .get(spec["network"], {}).get("IPAddress"))
+    ip = _ip(container.attrs, spec["network"])
     ports = [int(key.split("/")[0]) for key in spec.get("ports") or {}]
+    if ports and not ip:
+        try:
+            ip = _wait_for_ip(client, container.id, spec["network"])
+        except DeployFailed:
+            remove(client, container.id, stop_timeout=0)
+            raise
     return container.id, (f"{ip}:{ports[0]}" if ip and ports else None)
+
+
+def _ip(attrs: dict, network: str) -> str | None:
+    return ((attrs.get("NetworkSettings") or {}).get("Networks") or {}) \
+        .get(network, {}).get("IPAddress") or None
+
+
+def _wait_for_ip(client: docker.DockerClient, container_id: str, network: str,
+                 timeout: float = 5.0) -> str | None:
+    """The address of a web container that had none when it started: one whose process
+    exited at once (a Procfile naming a missing program) has none until Docker starts
+    it again. Raises DeployFailed, saying why, when the exit shows first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = inspect(client, container_id)
+        if info is None:
+            return None
+        if info["State"].get("Status") not in ("running", "created"):
+            raise exited(client, container_id, info["State"])
+        if ip := _ip(info, network):
+            return ip
+        time.sleep(0.05)
+    return None
 
 
 def address(container: dict, network: str) -> str | None:
@@ -359,11 +387,10 @@ def wait_healthy(
                     + _logs_note(client, container_id))
             wait = interval
         polls += 1
-        if (not listening and polls % 10 == 0 or listening) \
-                and _status(client, container_id) not in ("running", "created"):
-            raise DeployFailed("The web process exited before passing its health check"
-                               + _exit_hint(client, container_id) + "\n"
-                               + _logs_note(client, container_id))
+        if not listening and polls % 10 == 0 or listening:
+            state = _state(client, container_id)
+            if state.get("Status") not in ("running", "created"):
+                raise exited(client, container_id, state)
         time.sleep(wait)
 
 
@@ -411,25 +438,26 @@ _EXIT_HINTS = {
 }
 
 
-def _exit_hint(client: docker.DockerClient, container_id: str) -> str:
-    """``: <why>`` for an exit status that names its cause, else nothing."""
-    try:
-        code = client.api.inspect_container(container_id)["State"].get("ExitCode")
-    except (NotFound, KeyError):
-        return ""
+def exited(client: docker.DockerClient, container_id: str, state: dict) -> DeployFailed:
+    """The failure of a web container that exited before passing its health check
+    (``state`` as Docker saw it then: once Docker restarts it, the exit status is
+    gone): what its exit status says, and its last output."""
+    code = state.get("ExitCode")
     hint = _EXIT_HINTS.get(code)
-    return f" (exit status {code}): {hint}" if hint else ""
+    return DeployFailed("The web process exited before passing its health check"
+                        + (f" (exit status {code}): {hint}" if hint else "") + "\n"
+                        + _logs_note(client, container_id))
 
 
 def _logs_note(client: docker.DockerClient, container_id: str) -> str:
     return "Last lines of its output:\n" + last_logs(client, container_id)
 
 
-def _status(client: docker.DockerClient, container_id: str) -> str:
+def _state(client: docker.DockerClient, container_id: str) -> dict:
     try:
-        return client.api.inspect_container(container_id)["State"]["Status"]
+        return client.api.inspect_container(container_id)["State"]
     except NotFound:
-        return "gone"
+        return {"Status": "gone"}
 
 
 def last_logs(client: docker.DockerClient, container_id: str, lines: int = 20) -> str:
