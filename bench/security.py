@@ -133,6 +133,7 @@ def bench_build_limits(settings, root: Path, rounds: int) -> None:
     shutil.copytree(Path(__file__).resolve().parent.parent / "tests/fixtures/flask_app", source)
     requirements = (source / "requirements.txt").read_text()
     limits = build_limits_of(settings)
+    driver = client.info().get("CgroupDriver", "")
     times: dict[bool, list[float]] = {True: [], False: []}
     for round_ in range(rounds):
         for limited in ((True, False) if round_ % 2 == 0 else (False, True)):
@@ -146,7 +147,8 @@ def bench_build_limits(settings, root: Path, rounds: int) -> None:
             start = time.perf_counter()
             build_image(client, source, plan, base_image=base, tag=tag,
                         labels={TEST_LABEL: TEST_RUN}, log=lambda line: None, timeout=600,
-                        limits=limits if limited else None, instance="bench")
+                        limits=limits if limited else None, instance="bench",
+                        cgroup_driver=driver)
             times[limited].append((time.perf_counter() - start) * 1000)
             client.images.remove(tag, force=True)
     report("cold build without limits", times[False])

@@ -8,7 +8,8 @@ import pytest
 
 from slipway.config import reset_settings
 from slipway.platform import db
-from tests.support import start_postgres, start_redis, stop_process
+from slipway.platform.logstream import connect
+from tests.support import PASSWORD, start_postgres, start_redis, stop_process
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +79,33 @@ def client(settings):
     from slipway.web.app import create_app
 
     return create_app(settings).test_client()
+
+
+@pytest.fixture
+def dash_settings(settings, redis_url):
+    """Settings for dashboard tests, on a Redis without other tests' sign-in counters
+    and sessions."""
+    connect(redis_url).flushdb()
+    return settings.model_copy(update={"redis_url": redis_url})
+
+
+@pytest.fixture
+def web(dash_settings):
+    """The web app on ``dash_settings``."""
+    from slipway.web.app import create_app
+
+    return create_app(dash_settings)
+
+
+@pytest.fixture
+def accounts(dash_settings):
+    """Two users with dashboard passwords (PASSWORD), ada and bob: their API tokens."""
+    from slipway.platform import users
+
+    tokens = {}
+    with db.session_scope(dash_settings.database) as session:
+        for name in ("ada", "bob"):
+            user, token = users.create_user(session, f"{name}@example.com")
+            users.set_password(session, user, PASSWORD)
+            tokens[name] = token
+    return tokens

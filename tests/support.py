@@ -16,6 +16,8 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+# The dashboard password of the users the `accounts` fixture makes.
+PASSWORD = "correct horse battery"
 # Every Docker object a test makes carries this label, so cleanup can find it; the
 # value is this test run's own, so a concurrent run's objects are left alone.
 TEST_LABEL = "slipway.test"

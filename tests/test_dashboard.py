@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from click.testing import CliRunner
 
 from slipway.cli import cli
@@ -13,31 +12,7 @@ from slipway.platform.db import session_scope
 from slipway.platform.logstream import connect
 from slipway.web.app import create_app
 from slipway.web.dashboard import CSRF_MESSAGE
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def dash_settings(settings, redis_url):
-    connect(redis_url).flushdb()  # failed sign-in counters from other tests
-    return settings.model_copy(update={"redis_url": redis_url})
-
-
-@pytest.fixture
-def web(dash_settings):
-    return create_app(dash_settings)
-
-
-@pytest.fixture
-def accounts(dash_settings):
-    """Two users with passwords: ada and bob."""
-    tokens = {}
-    with session_scope(dash_settings.database) as session:
-        for name in ("ada", "bob"):
-            user, token = users.create_user(session, f"{name}@example.com")
-            users.set_password(session, user, PASSWORD)
-            tokens[name] = token
-    return tokens
+from tests.support import PASSWORD
 
 
 def csrf_of(page: bytes) -> str:

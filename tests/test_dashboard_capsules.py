@@ -11,32 +11,11 @@ import re
 import pytest
 from sqlalchemy import select
 
-from slipway.platform import capsule_backups, capsules, tasks, users
+from slipway.platform import capsule_backups, capsules, tasks
 from slipway.platform.db import session_scope
-from slipway.platform.logstream import connect
 from slipway.platform.models import Capsule, CapsuleStatus, CertificateStatus, Domain
-from slipway.web.app import create_app
 from slipway.web.dashboard import CSRF_MESSAGE
-from tests.test_dashboard import PASSWORD, csrf_of, signed_in
-
-
-@pytest.fixture
-def dash_settings(settings, redis_url):
-    connect(redis_url).flushdb()  # failed sign-in counters from other tests
-    return settings.model_copy(update={"redis_url": redis_url})
-
-
-@pytest.fixture
-def web(dash_settings):
-    return create_app(dash_settings)
-
-
-@pytest.fixture
-def accounts(dash_settings):
-    with session_scope(dash_settings.database) as session:
-        for name in ("ada", "bob"):
-            user, _token = users.create_user(session, f"{name}@example.com")
-            users.set_password(session, user, PASSWORD)
+from tests.test_dashboard import csrf_of, signed_in
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from slipway.platform import ps, releases
 from slipway.platform.db import session_scope
 from slipway.platform.models import App, Formation, ReleaseStatus, User
 from slipway.web.dashboard import CSRF_MESSAGE
-from tests.test_dashboard import accounts, csrf_of, dash_settings, signed_in, web  # noqa: F401
+from tests.test_dashboard import csrf_of, signed_in
 
 PROCESSES = {"web": "gunicorn app:app", "worker": "python w.py", "release": "migrate"}
 

@@ -20,26 +20,6 @@ from slipway.web.dashboard import SESSIONS_DOWN
 from tests.test_dashboard import PASSWORD, csrf_of, sign_in, signed_in
 
 
-@pytest.fixture
-def dash_settings(settings, redis_url):
-    connect(redis_url).flushdb()  # failed sign-in counters and sessions of other tests
-    return settings
-
-
-@pytest.fixture
-def web(dash_settings):
-    return create_app(dash_settings)
-
-
-@pytest.fixture
-def accounts(dash_settings):
-    """Two users with passwords: ada and bob."""
-    with session_scope(dash_settings.database) as session:
-        for name in ("ada", "bob"):
-            user, _token = users.create_user(session, f"{name}@example.com")
-            users.set_password(session, user, PASSWORD)
-
-
 def cookie_of(client) -> str:
     cookie = client.get_cookie("session")
     assert cookie is not None

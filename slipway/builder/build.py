@@ -76,6 +76,7 @@ def build_image(
     timeout: float,
     limits: Limits | None = None,
     instance: str = "",
+    cgroup_driver: str = "",
     build_base: str | None = None,
 ) -> str:
     """Build ``source_dir`` as ``plan`` says, tag it ``tag``; return the image id.
@@ -88,8 +89,9 @@ def build_image(
     output), a build that takes longer than ``timeout`` seconds ("Build timed
     out after N s"), or a Docker engine that cannot be reached; intermediate
     containers are removed either way. With ``limits`` the steps run confined
-    (see ``limits.build_limits``; ``instance`` names their cgroup), and a build
-    that fails at a limit says which.
+    (see ``limits.build_limits``; ``instance`` names their cgroup, and
+    ``cgroup_driver`` is the daemon's, from ``docker info``), and a build that
+    fails at a limit says which.
     """
     params: dict[str, Any] = {"t": tag, "rm": "1", "forcerm": "1", "pull": "0", "q": "0"}
     if plan.stack in ("python", "node"):
@@ -114,8 +116,7 @@ def build_image(
     with context:
         if limits is None:
             return _run_build(client, context, params, log, timeout)
-        driver = str(client.info().get("CgroupDriver", ""))
-        with build_limits(limits, instance, driver) as confined:
+        with build_limits(limits, instance, cgroup_driver) as confined:
             if confined.note:
                 log(f"       {confined.note}")
             try:

@@ -124,7 +124,9 @@ def _run(
                 "waited: pull, merge and push again")
         started = time.monotonic()
         client = runtime.docker_client()
-        if (low_disk := low_disk_message(settings, docker_root(client))) is not None:
+        engine = engine_info(client)
+        root = engine.get("DockerRootDir")
+        if (low_disk := low_disk_message(settings, Path(root) if root else None)) is not None:
             raise SlipwayError(low_disk)
         unpack_source(source_archive(settings, build), workdir,
                       max_bytes=settings.max_push_bytes)
@@ -170,7 +172,8 @@ def _run(
         image_id = build_image(
             client, workdir, plan, base_image=base_image or "", tag=tag, labels=labels,
             log=log, timeout=settings.build_timeout, limits=build_limits_of(settings),
-            instance=settings.instance_id, build_base=build_base,
+            instance=settings.instance_id, cgroup_driver=str(engine.get("CgroupDriver", "")),
+            build_base=build_base,
         )
         timings["build"] = time.monotonic() - started
         if runtime.run_as(client, image_id, settings.allow_root):
@@ -245,13 +248,13 @@ def low_disk_message(settings: Settings, *more: Path | None) -> str | None:
     return None
 
 
-def docker_root(client: docker.DockerClient) -> Path | None:
-    """Where the Docker engine keeps images, when it is on this host's filesystem."""
+def engine_info(client: docker.DockerClient) -> dict:
+    """What ``docker info`` says (where the engine keeps images, its cgroup driver);
+    empty when the engine does not answer (the build then says so itself)."""
     try:
-        root = client.info().get("DockerRootDir")
+        return client.info()
     except docker.errors.DockerException:
-        return None
-    return Path(root) if root else None
+        return {}
 
 
 def base_image_patterns(settings: Settings) -> list[re.Pattern[str]]:

@@ -388,7 +388,7 @@ def wait_healthy(
             wait = interval
         polls += 1
         if not listening and polls % 10 == 0 or listening:
-            state = _state(client, container_id)
+            state = (inspect(client, container_id) or {"State": {"Status": "gone"}})["State"]
             if state.get("Status") not in ("running", "created"):
                 raise exited(client, container_id, state)
         time.sleep(wait)
@@ -453,11 +453,7 @@ def _logs_note(client: docker.DockerClient, container_id: str) -> str:
     return "Last lines of its output:\n" + last_logs(client, container_id)
 
 
-def _state(client: docker.DockerClient, container_id: str) -> dict:
-    try:
-        return client.api.inspect_container(container_id)["State"]
-    except NotFound:
-        return {"Status": "gone"}
+
 
 
 def last_logs(client: docker.DockerClient, container_id: str, lines: int = 20) -> str:

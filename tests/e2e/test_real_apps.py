@@ -10,13 +10,13 @@ over smart HTTP. One stack serves every app of the module.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import docker
 import pytest
 
 from tests.e2e.stack import Stack
+from tests.e2e.test_node_apps import commit, new_app, push
 from tests.support import TEST_LABEL, TEST_RUN
 
 pytestmark = pytest.mark.e2e
@@ -30,24 +30,6 @@ def stack():
     with Stack.running(prefix="slipway-e2e-real-") as stack:
         stack.sign_up("real@example.com")
         yield stack
-
-
-def commit(stack: Stack, repo: Path, message: str) -> None:
-    stack.git("add", "-A", cwd=repo)
-    stack.git("commit", "-qm", message, cwd=repo)
-
-
-def new_app(stack: Stack, tmp_path_factory, fixture: str, name: str) -> Path:
-    repo = tmp_path_factory.mktemp(name) / "repo"
-    shutil.copytree(FIXTURES / fixture, repo)
-    stack.git("init", "-q", "-b", "main", cwd=repo)
-    commit(stack, repo, "first")
-    stack.slipway("apps:create", name, cwd=repo)
-    return repo
-
-
-def push(stack: Stack, repo: Path):
-    return stack.git("push", "slipway", "main", cwd=repo, check=False)
 
 
 def containers(name: str) -> list:
