@@ -76,7 +76,9 @@ def reconcile(settings: Settings) -> None:
 def _reconcile(session: Session, settings: Settings, redis_client: redis.Redis) -> None:
     client = runtime.docker_client()
     builds.fail_stale_builds(settings, session, redis_client)
-    remove_over_disk(client, settings, redis_client)  # first: converge_app replaces them
+    # First, so converge_app replaces them; only where Docker cannot cap layers itself.
+    if not runtime.disk_quota_supported(client):
+        remove_over_disk(client, settings, redis_client)
     apps = {app.uid: app for app in session.scalars(select(App))}
     now = time.time()
     for container in runtime.app_containers(client, settings.instance_id, all=True):
