@@ -87,10 +87,7 @@ def parse_env(text: str) -> list[EnvVar]:
             continue
         if not isinstance(entry, dict):
             raise _bad(where, "must be a string (its value) or an object")
-        for name in entry:
-            if name not in ENV_KEYS:
-                raise _bad(f"{where}/{_shown_key(name)}",
-                           f"is not supported (use {', '.join(ENV_KEYS)})")
+        _only(entry, ENV_KEYS, where)
         value, generator = entry.get("value"), entry.get("generator")
         if value is not None and not isinstance(value, str):
             raise _bad(f"{where}/value", "must be a string")
@@ -160,14 +157,19 @@ def _document(text: str) -> dict:
     return document
 
 
+def _only(item: dict, allowed: tuple[str, ...], where: str) -> None:
+    """Refuse a key of ``item`` that is not ``allowed``, naming its path."""
+    for key in item:
+        if key not in allowed:
+            raise _bad(f"{where}/{_shown_key(key)}",
+                       f"is not supported (use {', '.join(allowed)})")
+
+
 def _parse_check(item: object, where: str) -> dict | None:
     """One check as plain data, or None for a check type that does not gate deploys."""
     if not isinstance(item, dict):
         raise _bad(where, "must be an object")
-    for key in item:
-        if key not in CHECK_KEYS:
-            raise _bad(f"{where}/{_shown_key(key)}",
-                       f"is not supported (use {', '.join(CHECK_KEYS)})")
+    _only(item, CHECK_KEYS, where)
     kind = item.get("type", "startup")
     if kind not in CHECK_TYPES:
         raise _bad(f"{where}/type", f"must be one of {', '.join(CHECK_TYPES)}")

@@ -75,25 +75,17 @@ HEADER = """\
 # every layer before the code copy.
 """
 
-ENV = f"""\
-ENV PYTHONUNBUFFERED=1 \\
-    PYTHONDONTWRITEBYTECODE=1 \\
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \\
-    PIP_NO_CACHE_DIR=1 \\
-    PIP_PROGRESS_BAR=off \\
-    VIRTUAL_ENV={VENV} \\
-    PATH={PATH}
-"""
+_PYTHON_ENV = ("PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1",
+               "PIP_DISABLE_PIP_VERSION_CHECK=1", "PIP_NO_CACHE_DIR=1", "PIP_PROGRESS_BAR=off")
 
+
+def _env(*settings: str) -> str:
+    return "ENV " + " \\\n    ".join(settings) + "\n"
+
+
+ENV = _env(*_PYTHON_ENV, f"VIRTUAL_ENV={VENV}", f"PATH={PATH}")
 # The build stage's: its python3 must be the image's (which has pip), not the venv's.
-BUILD_ENV = f"""\
-ENV PYTHONUNBUFFERED=1 \\
-    PYTHONDONTWRITEBYTECODE=1 \\
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \\
-    PIP_NO_CACHE_DIR=1 \\
-    PIP_PROGRESS_BAR=off \\
-    PATH={PATH.split(":", 1)[1]}
-"""
+BUILD_ENV = _env(*_PYTHON_ENV, f"PATH={PATH.split(':', 1)[1]}")
 
 BUILD_SETUP = f"""\
 WORKDIR {APP_DIR}
