@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -51,7 +53,10 @@ class Supervisor:
         tasks.reconcile_all.delay()
 
     def _spawn(self, part: str) -> None:
-        self.children[part] = subprocess.Popen([sys.executable, "-m", "slipway", part])
+        # A process group of its own: what the part forks (gunicorn's and Celery's
+        # workers) is stopped with it, even when the part itself is gone first.
+        self.children[part] = subprocess.Popen([sys.executable, "-m", "slipway", part],
+                                               start_new_session=True)
         self.started_at[part] = time.monotonic()
 
     def check(self) -> None:
@@ -82,12 +87,15 @@ class Supervisor:
             if proc.poll() is None:
                 proc.terminate()
         deadline = time.monotonic() + self.settings.stop_timeout + 5
-        for proc in self.children.values():
+        for name, proc in self.children.items():
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if name in PARTS:  # what it forked and left behind goes with it
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
         self.children.clear()
 
     def _redis_answers(self) -> bool:

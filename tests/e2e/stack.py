@@ -127,6 +127,11 @@ class Stack:
                 self.proc.wait()
         # nginx daemonises out of the process group: stop it by its pid file too.
         Nginx(self.home / "router", self.http_port).stop()
+        # Slipway's parts run in process groups of their own: whatever of this stack is
+        # still alive (after a test killed `slipway up` itself, say) goes by its pid.
+        for pid in processes_of(self.home):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         cleanup_docker()
         if self.owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
@@ -151,6 +156,19 @@ class Stack:
     def fetch(self, app: str, path: str = "/") -> requests.Response:
         return requests.get(f"http://127.0.0.1:{self.http_port}{path}",
                             headers={"Host": f"{app}.localhost"}, timeout=5)
+
+
+def processes_of(home: Path) -> list[int]:
+    """Pids of the live processes whose environment has SLIPWAY_HOME=``home``."""
+    wanted = f"SLIPWAY_HOME={home}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if wanted in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return [pid for pid in found if pid != os.getpid()]
 
 
 def cleanup_docker() -> None:
